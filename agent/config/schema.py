@@ -1,0 +1,292 @@
+"""The vocabulary for describing keepalived.conf: keywords, their values and blocks.
+
+Every keyword of keepalived 2.2.7 (and the later ones we support) is declared
+once, in ``keywords.py``, as a :class:`Kw` whose value type knows how to read
+the words after the keyword, check ranges with keepalived's messages, and write
+the value back.  The parser, the renderer, the JSON view and the property tests
+all work from these declarations: there is no second schema.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diag import Level
+
+
+class Invalid(Exception):
+    """A value that cannot be used; the keyword is then ignored."""
+
+
+class Ctx:
+    """What a value type may use while parsing: a way to report."""
+
+    def __init__(self, report: Callable[[Level, str], None], keyword: str) -> None:
+        self.report = report
+        self.keyword = keyword
+
+    def missing(self, words: Sequence[str], position: int) -> Invalid:
+        self.report(Level.MISSING_PARAMETER,
+                    f"*** Configuration line starting `{self.keyword}` is missing a "
+                    f"parameter after keyword `{([self.keyword, *words])[position - 1]}` "
+                    f"at word position {position + 1}")
+        return Invalid()
+
+
+# -- value types -------------------------------------------------------------
+
+class Arg:
+    """Reads the words after a keyword into a typed value, and writes it back."""
+
+    def parse(self, words: list[str], ctx: Ctx) -> Any:
+        raise NotImplementedError
+
+    def render(self, value: Any) -> list[str]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__.lower()
+
+
+class Flag(Arg):
+    """A bare keyword: present means on."""
+
+    def parse(self, words: list[str], ctx: Ctx) -> bool:
+        return True
+
+    def render(self, value: bool) -> list[str]:
+        return []
+
+
+BOOL_WORDS = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
+
+
+class OptBool(Arg):
+    """``keyword [true|false|on|off|yes|no]``; bare means true."""
+
+    def parse(self, words: list[str], ctx: Ctx) -> bool:
+        if not words:
+            return True
+        if words[0] not in BOOL_WORDS:
+            ctx.report(Level.GENERAL_ERROR, f"Invalid value '{words[0]}' for {ctx.keyword}")
+            raise Invalid()
+        return BOOL_WORDS[words[0]]
+
+    def render(self, value: bool) -> list[str]:
+        return [] if value else ["false"]
+
+
+def read_int(word: str, lo: int, hi: int, ctx: Ctx, base: int = 10) -> int:
+    """An integer with keepalived's diagnostics (``read_int_func``)."""
+    try:
+        value = int(word, base if base else 0)
+    except ValueError:
+        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
+        raise Invalid() from None
+    if not lo <= value <= hi:
+        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside range [{lo}, {hi}]")
+        raise Invalid()
+    return value
+
+
+@dataclass
+class Int(Arg):
+    lo: int = -(2**31)
+    hi: int = 2**31 - 1
+
+    def parse(self, words: list[str], ctx: Ctx) -> int:
+        if not words:
+            raise ctx.missing(words, 1)
+        return read_int(words[0], self.lo, self.hi, ctx)
+
+    def render(self, value: int) -> list[str]:
+        return [str(value)]
+
+    def describe(self) -> str:
+        return f"integer {self.lo}..{self.hi}"
+
+
+def read_decimal(word: str, lo: float, hi: float, digits: int, ctx: Ctx) -> float:
+    """A non-negative decimal with at most ``digits`` places (``read_decimal_unsigned``)."""
+    if word.startswith("-"):
+        ctx.report(Level.INVALID_NUMBER, f"negative number '{word}'")
+        raise Invalid()
+    whole, _, frac = word.partition(".")
+    if not (whole + frac).isdigit() or not (whole or frac):
+        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
+        raise Invalid()
+    if len(frac) > digits:
+        ctx.report(Level.INVALID_NUMBER, f"number '{word}' has too many decimal places")
+        frac = frac[:digits]
+    value = round(int(whole or "0") + (int(frac) / 10 ** len(frac) if frac else 0), digits)
+    if not lo <= value <= hi:
+        ctx.report(Level.INVALID_NUMBER,
+                   f"number '{word}' outside range [{lo:.{digits}f}, {hi:.{digits}f}]")
+        raise Invalid()
+    return value
+
+
+def format_decimal(value: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+@dataclass
+class Decimal(Arg):
+    """Seconds (or another unit) with a fixed number of decimal places."""
+
+    lo: float = 0
+    hi: float = 4294.967295
+    digits: int = 6
+
+    def parse(self, words: list[str], ctx: Ctx) -> float:
+        if not words:
+            raise ctx.missing(words, 1)
+        return read_decimal(words[0], self.lo, self.hi, self.digits, ctx)
+
+    def render(self, value: float) -> list[str]:
+        return [format_decimal(value, self.digits)]
+
+    def describe(self) -> str:
+        return f"decimal {self.lo}..{self.hi}"
+
+
+@dataclass
+class Str(Arg):
+    """One word."""
+
+    def parse(self, words: list[str], ctx: Ctx) -> str:
+        if not words:
+            raise ctx.missing(words, 1)
+        return words[0]
+
+    def render(self, value: str) -> list[str]:
+        return [value]
+
+
+@dataclass
+class Choice(Arg):
+    options: tuple[str, ...] = ()
+    ignore_case: bool = False
+
+    def parse(self, words: list[str], ctx: Ctx) -> str:
+        if not words:
+            raise ctx.missing(words, 1)
+        word = words[0]
+        for option in self.options:
+            if word == option or (self.ignore_case and word.lower() == option.lower()):
+                return option
+        ctx.report(Level.GENERAL_ERROR, f"Invalid {ctx.keyword} '{word}'")
+        raise Invalid()
+
+    def render(self, value: str) -> list[str]:
+        return [value]
+
+    def describe(self) -> str:
+        return "|".join(self.options)
+
+
+@dataclass
+class Words(Arg):
+    """The rest of the line as words, checked by ``check`` if given."""
+
+    min: int = 0
+    max: int | None = None
+    check: Callable[[list[str], Ctx], None] | None = None
+
+    def parse(self, words: list[str], ctx: Ctx) -> tuple[str, ...]:
+        if len(words) < self.min:
+            raise ctx.missing(words, len(words) + 1)
+        if self.max is not None and len(words) > self.max:
+            words = words[: self.max]
+        if self.check:
+            self.check(words, ctx)
+        return tuple(words)
+
+    def render(self, value: Sequence[str]) -> list[str]:
+        return list(value)
+
+    def describe(self) -> str:
+        return "words"
+
+
+def check_address(word: str, ctx: Ctx, what: str = "IP address") -> None:
+    try:
+        if "/" in word:
+            ipaddress.ip_interface(word)
+        else:
+            ipaddress.ip_address(word)
+    except ValueError:
+        ctx.report(Level.GENERAL_ERROR, f"Invalid {what} '{word}'")
+        raise Invalid() from None
+
+
+@dataclass
+class Address(Arg):
+    """An IPv4 or IPv6 address, optionally with /prefix when ``prefix``."""
+
+    prefix: bool = False
+
+    def parse(self, words: list[str], ctx: Ctx) -> str:
+        if not words:
+            raise ctx.missing(words, 1)
+        word = words[0]
+        if "/" in word and not self.prefix:
+            ctx.report(Level.GENERAL_ERROR, f"Invalid IP address '{word}'")
+            raise Invalid()
+        check_address(word, ctx)
+        return word
+
+    def render(self, value: str) -> list[str]:
+        return [value]
+
+
+# -- keywords and blocks -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Kw:
+    """One keyword.
+
+    ``arg`` reads the words on the keyword's line.  ``block`` makes it open a
+    block of keywords (``vrrp_instance NAME { ... }``); ``lines`` makes it open
+    a block whose every line is a value (``virtual_ipaddress { ... }``).
+    """
+
+    name: str
+    arg: Arg = field(default_factory=Flag)
+    default: Any = None
+    block: BlockSpec | None = None
+    lines: Arg | None = None
+    repeat: bool = False        # occurrences accumulate instead of replacing
+    aliases: tuple[str, ...] = ()
+    since: str = "2.2.7"
+    acted: bool = False         # the agent acts on it (otherwise: parsed, reported)
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    kind: str
+    keywords: tuple[Kw, ...]
+    head: Arg | None = None     # words after the block keyword (a name, an address...)
+
+    def __post_init__(self) -> None:
+        table: dict[str, Kw] = {}
+        for kw in self.keywords:
+            for name in (kw.name, *kw.aliases):
+                if name in table:
+                    raise ValueError(f"{self.kind}: keyword {name} declared twice")
+                table[name] = kw
+        object.__setattr__(self, "table", table)
+
+    def lookup(self, word: str) -> Kw | None:
+        return self.table.get(word)  # type: ignore[attr-defined]
+
+    def keyword(self, name: str) -> Kw:
+        kw = self.lookup(name)
+        if kw is None:
+            raise KeyError(f"{self.kind} has no keyword {name}")
+        return kw
