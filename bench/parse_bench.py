@@ -25,6 +25,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import shutil
 import signal
 import statistics
@@ -61,8 +62,9 @@ class Case:
 
 @dataclass
 class Timing:
-    seconds: float | None = None      # median
+    seconds: float | None = None      # median wall-clock time
     runs: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)    # CPU time (user + sys) of each run
     exit_code: int | None = None
     output_lines: int = 0
     note: str = ""
@@ -92,11 +94,15 @@ def generate(out_dir: Path) -> list[Case]:
 
 # -- timing ----------------------------------------------------------------------
 
-def median_of(runs: int, once: Callable[[], tuple[float, int | None, int]]) -> Timing:
+Measure = tuple[float, float, int | None, int]     # wall s, CPU s, exit code, output lines
+
+
+def median_of(runs: int, once: Callable[[], Measure]) -> Timing:
     timing = Timing()
     for _ in range(runs):
-        seconds, code, lines = once()
+        seconds, cpu, code, lines = once()
         timing.runs.append(seconds)
+        timing.cpu.append(cpu)
         timing.exit_code = code
         timing.output_lines = lines
     timing.seconds = statistics.median(timing.runs)
@@ -106,11 +112,13 @@ def median_of(runs: int, once: Callable[[], tuple[float, int | None, int]]) -> T
 def time_load(case: Case, runs: int) -> Timing:
     from keepalived_py.config import load
 
-    def once() -> tuple[float, int | None, int]:
+    def once() -> Measure:
+        cpu = time.process_time()
         start = time.perf_counter()
         result = load(str(case.path), config_id=CONFIG_ID)
         seconds = time.perf_counter() - start
-        return seconds, result.diags.exit_code(), len(result.diags)
+        cpu = time.process_time() - cpu
+        return seconds, cpu, result.diags.exit_code(), len(result.diags)
 
     return median_of(runs, once)
 
@@ -125,14 +133,22 @@ def guarded(what: str, measure: Callable[[], Timing]) -> Timing:
         return Timing(note=f"{type(e).__name__}")
 
 
-def run_timed(argv: Sequence[str]) -> tuple[float, int | None, int]:
-    """Run ``argv`` with its output captured; return wall time, exit code, output lines."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_timed(argv: Sequence[str]) -> Measure:
+    """Run ``argv`` with its output captured; return wall and CPU time, exit code
+    and output lines."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
                           timeout=SUBPROCESS_TIMEOUT, check=False)
     seconds = time.perf_counter() - start
+    cpu = _children_cpu() - cpu
     lines = proc.stdout.count(b"\n") + proc.stderr.count(b"\n")
-    return seconds, proc.returncode, lines
+    return seconds, cpu, proc.returncode, lines
 
 
 def ours_command() -> list[str]:
@@ -269,6 +285,13 @@ def machine() -> str:
             f"({sys.implementation.name})")
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def table(rows: list[Row]) -> str:
     head = ("file", "size", "instances/servers", "ours load()", "ours CLI",
             "keepalived", "exit ours", "exit ka")
@@ -317,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="kpybench-") as tmp:
         out_dir = Path(tmp) if args.tmp else args.out
-        print(f"machine: {machine()}")
+        print(f"machine: {machine()}; load average {_loadavg()}")
         print(f"generating into {out_dir} ...", flush=True)
         cases = generate(out_dir)
 
@@ -349,9 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         for r in rows:
             print(f"{r.case.path.name}: ours reported {r.ours_load.output_lines} "
-                  f"diagnostics; keepalived printed {r.keepalived.output_lines} lines; "
-                  f"runs ours load {_runs(r.ours_load)}, CLI {_runs(r.ours_cli)}, "
-                  f"keepalived {_runs(r.keepalived)}")
+                  f"diagnostics, keepalived printed {r.keepalived.output_lines} lines")
+            print(f"  ours load(): {_runs(r.ours_load)}")
+            print(f"  ours CLI:    {_runs(r.ours_cli)}")
+            print(f"  keepalived:  {_runs(r.keepalived)}")
+        print(f"load average during the run: {_loadavg()} (on {os.cpu_count()} CPUs; "
+              "wall times on a busy machine run high - compare the CPU figures)")
         print("Exit codes: 0 ok, 4 cannot run, 5 errors/warnings but would run, "
               "6 script security.")
 
@@ -366,7 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _runs(t: Timing) -> str:
-    return "[" + ", ".join(f"{s:.3f}" for s in t.runs) + "]" if t.runs else "-"
+    if not t.runs:
+        return "-"
+    return (", ".join(f"{s:.2f}" for s in t.runs)
+            + f" s wall (CPU median {statistics.median(t.cpu):.2f} s)")
 
 
 if __name__ == "__main__":

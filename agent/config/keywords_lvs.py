@@ -25,7 +25,6 @@ from .values_lvs import (
     Granularity,
     HexString,
     KnownWords,
-    LineBlock,
     NotingBlock,
     Offset,
     OptUInt,
@@ -289,7 +288,7 @@ VIRTUAL_SERVER = BlockSpec("virtual_server", (
     Kw("real_server", block=REAL_SERVER, repeat=True),
 ), head=VirtualServerHead())
 
-VIRTUAL_SERVER_GROUP = LineBlock("virtual_server_group", (), head=Str(), line=VsgEntry())
+VIRTUAL_SERVER_GROUP = BlockSpec("virtual_server_group", (), head=Str(), entries=VsgEntry())
 
 SSL = BlockSpec("SSL", (
     Kw("password", Text("SSL password missing")),

@@ -25,7 +25,9 @@ _LITERAL_BANG = "\ue021"
 MAX_LINE = 1 << 20          # a physical line longer than this is refused
 MAX_EXPANSIONS = 10_000     # definition replacements on one line before we call it a loop
 MAX_INCLUDE_DEPTH = 64
-_NAME_START = re.compile(r"[A-Za-z_]")
+_USE = re.compile(r"\$(\{)?([A-Za-z_][A-Za-z0-9_]*)")
+_ENV_PARAM = re.compile(r" +([A-Za-z_][A-Za-z0-9_]*)")
+_NUM_PARAMS = re.compile(r"[ 0-9]*")
 
 
 @dataclass
@@ -162,7 +164,8 @@ class Preprocessor:
         self.files: list[_OpenFile] = []
         self.defs: dict[str, Definition] = {}
         self.seqs: list[_Seq] = []
-        self.multiline_next: list[str] = []      # remaining lines of the def being expanded
+        # remaining lines of the multi-line definition being expanded, last first
+        self.multiline_next: list[str] = []
         self.multiline_stack: list[tuple[list[str], int]] = []
         self.multiline_seq_depth = 0
         self.residue: str | None = None
@@ -300,7 +303,7 @@ class Preprocessor:
                 self.seqs.pop()
             return text, False
         if self.multiline_next:
-            text = self.multiline_next.pop(0)
+            text = self.multiline_next.pop()
             if not self.multiline_next:
                 if self.multiline_stack:
                     self.multiline_next, self.multiline_seq_depth = self.multiline_stack.pop()
@@ -415,24 +418,20 @@ class Preprocessor:
     def _find_use(self, text: str, pos: int) -> tuple[Definition, int, str | None] | None:
         """Is there a use of a definition at ``text[pos] == '$'``?  Returns the
         definition, the length of the use and any parameters."""
-        rest = text[pos + 1 :]
-        braces = rest.startswith("{")
-        name_start = 1 if braces else 0
-        if not _NAME_START.match(rest[name_start : name_start + 1]):
+        m = _USE.match(text, pos)
+        if not m:
             return None
-        m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", rest[name_start:])
-        assert m
-        name = m.group(0)
-        end = name_start + len(name)
+        braces = m.group(1) is not None
+        name = m.group(2)
+        end = m.end()
         params = None
         if braces:
-            em = re.match(r" +([A-Za-z_][A-Za-z0-9_]*)", rest[end:]) if name == "_ENV" else None
-            if em:      # ${_ENV VAR} (keepalived 2.4.0) takes a variable name
-                params = em.group(1)
-                end += em.end()
+            env = _ENV_PARAM.match(text, end) if name == "_ENV" else None
+            if env:     # ${_ENV VAR} (keepalived 2.4.0) takes a variable name
+                params = env.group(1)
+                end = env.end()
             else:
-                pm = re.match(r"[ 0-9]*", rest[end:])
-                raw = pm.group(0) if pm else ""
+                raw = _NUM_PARAMS.match(text, end).group(0)  # type: ignore[union-attr]
                 if raw.strip():
                     if raw != raw.rstrip(" "):
                         return None
@@ -440,20 +439,19 @@ class Preprocessor:
                 elif raw:
                     return None
                 end += len(raw)
-            if rest[end : end + 1] != "}":
+            if text[end : end + 1] != "}":
                 return None
             end += 1
-        elif rest[end : end + 1] not in ("", " ", "\t", ",", ")"):
+        elif text[end : end + 1] not in ("", " ", "\t", ",", ")"):
             return None
         d = self.defs.get(name)
         if d is None:
             return None
-        at_end = pos + 1 + end == len(text)
-        if d.multiline and not at_end:
-            return None
+        if d.multiline and end != len(text):
+            return None     # a multi-line definition can only end a line
         if params is not None and not d.max_params:
             return None
-        return d, end + 1, params
+        return d, end - pos, params
 
     def _replace_params(self, text: str) -> tuple[bool, str, int]:
         pos = 0
@@ -479,9 +477,10 @@ class Preprocessor:
                     self.multiline_stack.append((self.multiline_next,
                                                  self.multiline_seq_depth))
                 self.multiline_seq_depth = len(self.seqs)
-                self.multiline_next = rest.split("\n") if rest else []
-                if self.multiline_next and self.multiline_next[-1] == "":
-                    self.multiline_next.pop()
+                following = rest.split("\n") if rest else []
+                if following and following[-1] == "":
+                    following.pop()
+                self.multiline_next = following[::-1]
                 value = first
             text = text[:pos] + value + text[pos + length :]
             if value.lstrip(" \t").startswith("~"):

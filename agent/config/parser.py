@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .diag import Diagnostics, Level, Where
 from .lexer import LogicalLine, Preprocessor, split_tokens
 from .model import Node
-from .schema import BlockSpec, Ctx, Invalid, Kw
+from .schema import ENTRIES, BlockSpec, Ctx, Invalid, Kw
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Parser:
         self.diags = diags
         self.lines = _Lines(iter(pre))
         self.not_acted: dict[str, Where] = {}
+        self.heads: list[object] = []   # names of the enclosing named blocks
 
     def parse(self) -> Node:
         root = Node(self.root_spec)
@@ -76,11 +77,23 @@ class Parser:
                 if depth > 0:
                     return
                 continue        # the lexer has said "Extra '}' found"
+            if node.spec.entries is not None:
+                self._entry(node, words, line)
+                continue
             kw = node.spec.lookup(first)
             if kw is None:
                 self._unknown(first, line)
                 continue
             self._keyword(node, kw, words, line, depth)
+
+    def _entry(self, node: Node, words: list[str], line: LogicalLine) -> None:
+        kw = node.spec.keyword(ENTRIES)
+        try:
+            value = kw.arg.parse(words, self._ctx(kw, line.where, words[0]))
+        except Invalid:
+            return
+        node.values.setdefault(ENTRIES, []).append(value)
+        node.value_where.setdefault(ENTRIES, line.where)
 
     def _unknown(self, word: str, line: LogicalLine) -> None:
         self.diags.add(Level.UNKNOWN_KEYWORD, f"Unknown keyword '{word}'", line.where)
@@ -99,8 +112,9 @@ class Parser:
             elif inner.text == "}":
                 depth -= 1
 
-    def _ctx(self, kw: Kw, where: Where) -> Ctx:
-        return Ctx(lambda level, msg: self.diags.add(level, msg, where), kw.name)
+    def _ctx(self, kw: Kw, where: Where, word: str | None = None) -> Ctx:
+        head = next((h for h in reversed(self.heads) if h is not None), None)
+        return Ctx(lambda level, msg: self.diags.add(level, msg, where), kw.name, head, word)
 
     def _note_use(self, node: Node, kw: Kw, where: Where) -> None:
         if not kw.acted:
@@ -108,7 +122,7 @@ class Parser:
 
     def _keyword(self, node: Node, kw: Kw, words: list[str], line: LogicalLine,
                  depth: int) -> None:
-        ctx = self._ctx(kw, line.where)
+        ctx = self._ctx(kw, line.where, words[0])
         self._note_use(node, kw, line.where)
         if kw.block is not None:
             self._sub_block(node, kw, words[1:], line, ctx, depth)
@@ -145,7 +159,11 @@ class Parser:
             child = existing if existing is not None else Node(spec, head, where=line.where)
             node.values[kw.name] = child
         node.value_where.setdefault(kw.name, line.where)
-        self._block(child, need_bob=True, depth=depth + 1)
+        self.heads.append(head)
+        try:
+            self._block(child, need_bob=True, depth=depth + 1)
+        finally:
+            self.heads.pop()
 
     def _line_block(self, node: Node, kw: Kw, words: list[str], line: LogicalLine) -> None:
         assert kw.lines is not None
@@ -167,7 +185,8 @@ class Parser:
             if inner_words[0] == "}":
                 break
             try:
-                collected.append(kw.lines.parse(inner_words, self._ctx(kw, inner.where)))
+                collected.append(kw.lines.parse(inner_words,
+                                                self._ctx(kw, inner.where, words[0])))
             except Invalid:
                 continue
         node.values[kw.name] = tuple(collected)

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from .model import Node
+from .schema import ENTRIES
 
 INDENT = "    "
 # Words that keepalived's reader would split, treat as a comment, a block brace,
@@ -50,6 +51,10 @@ def render(root: Node) -> str:
 
 
 def _values(node: Node, depth: int, out: list[str]) -> None:
+    if node.spec.entries is not None:
+        for item in node.values.get(ENTRIES, []):
+            out.append(_value_line(depth, node.spec.entries.render(item)))
+        return
     for name, value in node.values.items():
         kw = node.spec.keyword(name)
         if kw.lines is not None:

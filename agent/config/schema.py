@@ -24,9 +24,12 @@ class Invalid(Exception):
 class Ctx:
     """What a value type may use while parsing: a way to report."""
 
-    def __init__(self, report: Callable[[Level, str], None], keyword: str) -> None:
+    def __init__(self, report: Callable[[Level, str], None], keyword: str,
+                 head: Any = None, word: str | None = None) -> None:
         self.report = report
         self.keyword = keyword
+        self.head = head                # the name of the nearest named enclosing block
+        self.word = word or keyword     # the keyword as written (maybe a deprecated alias)
 
     def missing(self, words: Sequence[str], position: int) -> Invalid:
         self.report(Level.MISSING_PARAMETER,
@@ -246,6 +249,8 @@ class Address(Arg):
 
 # -- keywords and blocks -----------------------------------------------------
 
+ENTRIES = "entries"
+
 @dataclass(frozen=True)
 class Kw:
     """One keyword.
@@ -272,6 +277,9 @@ class BlockSpec:
     kind: str
     keywords: tuple[Kw, ...]
     head: Arg | None = None     # words after the block keyword (a name, an address...)
+    # A block of value lines rather than keywords (``virtual_server_group NAME``):
+    # every line is read by ``entries`` and kept, in order, under ``values["entries"]``.
+    entries: Arg | None = None
 
     def __post_init__(self) -> None:
         table: dict[str, Kw] = {}
@@ -286,6 +294,8 @@ class BlockSpec:
         return self.table.get(word)  # type: ignore[attr-defined]
 
     def keyword(self, name: str) -> Kw:
+        if self.entries is not None and name == ENTRIES:
+            return Kw(ENTRIES, arg=self.entries, repeat=True)
         kw = self.lookup(name)
         if kw is None:
             raise KeyError(f"{self.kind} has no keyword {name}")

@@ -247,6 +247,8 @@ class Timer(Decimal):
         # the bounds in keepalived's scaled integer unit, worked out once
         self._lo = _to_scaled(self.lo, self.digits)
         self._hi = _to_scaled(self.hi, self.digits)
+        if self.digits == 6 and self.hi >= TIMER_MAXIMUM / 10**6:
+            self._hi = TIMER_MAXIMUM        # a float cannot hold it exactly
 
     def parse(self, words: list[str], ctx: Ctx) -> float:
         if not words:
@@ -548,6 +550,8 @@ class VsgEntry(Arg):
 
     def parse(self, words: list[str], ctx: Ctx) -> tuple[Any, ...]:
         group = _head(ctx)
+        if not words:
+            raise ctx.missing(words, 0)
         first = words[0]
         if first == "fwmark":
             if len(words) < 2:
@@ -1084,40 +1088,3 @@ class NotingBlock(BlockSpec):
 
     def lookup(self, word: str) -> Kw | None:
         return self.noted.get(word) or BlockSpec.lookup(self, word)  # type: ignore[attr-defined]
-
-
-@dataclass
-class _Line(Arg):
-    """A whole value line, its first word included (see :class:`LineBlock`)."""
-
-    first: str = ""
-    inner: Arg = field(default_factory=Arg)
-
-    def parse(self, words: list[str], ctx: Ctx) -> Any:
-        return self.inner.parse([self.first, *words], ctx)
-
-    def render(self, value: Any) -> list[str]:
-        return self.inner.render(value)[1:]
-
-
-@dataclass(frozen=True)
-class LineBlock(BlockSpec):
-    """A named block whose every line is a value (``virtual_server_group NAME``).
-
-    The schema's line blocks take no head; until they do, this block answers
-    every word with an ``entries`` keyword that reads the whole line with
-    ``line``, so the values collect, in order, under ``entries``.
-    """
-
-    line: Arg = field(default_factory=Arg)
-    entry_name: str = "entries"
-
-    def lookup(self, word: str) -> Kw | None:
-        if word == "{":
-            return None
-        return Kw(self.entry_name, arg=_Line(word, self.line), repeat=True)
-
-    def keyword(self, name: str) -> Kw:
-        if name == self.entry_name:
-            return Kw(self.entry_name, arg=self.line, repeat=True)
-        return BlockSpec.keyword(self, name)

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from keepalived_py.config.diag import Diagnostics, Level
 from keepalived_py.config.lexer import Preprocessor, decomment, split_tokens
 

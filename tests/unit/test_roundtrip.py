@@ -7,14 +7,24 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from keepalived_py.config.diag import Level
 from keepalived_py.config.keywords import ROOT
 from keepalived_py.config.model import Node
 from keepalived_py.config.parser import parse
 from keepalived_py.config.render import render
 from keepalived_py.config.schema import (
-    Address, BlockSpec, Choice, Ctx, Decimal, Flag, Int, Invalid, Kw, OptBool, Str, Words,
+    Address,
+    BlockSpec,
+    Choice,
+    Ctx,
+    Decimal,
+    Flag,
+    Int,
+    Invalid,
+    Kw,
+    OptBool,
+    Str,
+    Words,
 )
 
 # Plain words: what a name, a path or a script can be.  keepalived.conf has no
@@ -88,6 +98,9 @@ def kw_value(kw: Kw, depth: int) -> st.SearchStrategy[Any]:
 @st.composite
 def node_strategy(draw: st.DrawFn, spec: BlockSpec, depth: int = 0) -> Node:
     head = draw(value_strategy(spec.head)) if spec.head is not None else None
+    if spec.entries is not None:
+        entries = draw(st.lists(value_strategy(spec.entries), min_size=1, max_size=3))
+        return Node(spec, head, {"entries": entries})
     keywords = [kw for kw in spec.keywords if depth < 3 or kw.block is None]
     chosen = draw(st.lists(st.sampled_from(keywords), max_size=6, unique_by=lambda k: k.name)) \
         if keywords else []
