@@ -25,6 +25,9 @@ _LITERAL_BANG = "\ue021"
 MAX_LINE = 1 << 20          # a physical line longer than this is refused
 MAX_EXPANSIONS = 10_000     # definition replacements on one line before we call it a loop
 MAX_INCLUDE_DEPTH = 64
+_WORD = re.compile(r"[^ \t\f\n\r\v]+")
+_NEEDS_DECOMMENT = re.compile(r'["\\#!]')
+_INCLUDE = re.compile(r"include([rmwba]?)[ \t\f\n\r\v]+(.*)$", re.S)
 _USE = re.compile(r"\$(\{)?([A-Za-z_][A-Za-z0-9_]*)")
 _ENV_PARAM = re.compile(r" +([A-Za-z_][A-Za-z0-9_]*)")
 _NUM_PARAMS = re.compile(r"[ 0-9]*")
@@ -129,6 +132,8 @@ def split_tokens(text: str, diags: Diagnostics | None = None,
     A word that starts with ``"`` runs to the next ``"`` and loses its quotes;
     any other word ends at white space or at a ``"``.
     """
+    if '"' not in text:
+        return _WORD.findall(text)
     words: list[str] = []
     i, n = 0, len(text)
     while True:
@@ -326,7 +331,10 @@ class Preprocessor:
                 self.pending_def = None
             if not text:
                 continue
-            text = decomment(text, self.diags, self.where())
+            if _NEEDS_DECOMMENT.search(text):
+                text = decomment(text, self.diags, self.where())
+            else:
+                text = text.strip(" \t")
             if text:
                 return text, True
         return None
@@ -588,7 +596,7 @@ class Preprocessor:
 
     # include / includer / includem / includew / includeb / includea
     def _check_include(self, text: str) -> bool:
-        m = re.match(r"include([rmwba]?)[ \t\f\n\r\v]+(.*)$", text, re.S)
+        m = _INCLUDE.match(text) if text.startswith("include") else None
         if not m:
             return False
         self._open_glob(m.group(2).lstrip(" \t"))
@@ -597,6 +605,8 @@ class Preprocessor:
     # "{" and "}" outside double quotes end a logical line
     def _split_braces(self, text: str) -> LogicalLine:
         where = self.where()
+        if "{" not in text and "}" not in text:
+            return LogicalLine(text.rstrip(" \t"), where)
         if text[0] in "{}":
             cut = 1
         else:
