@@ -1,1 +1,1 @@
-"""keepalived-py agent."""
+"""BFD engine (RFC 5880), sans-I/O."""

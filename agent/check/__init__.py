@@ -1,1 +1,1 @@
-"""keepalived-py agent."""
+"""Health checkers and virtual/real server state."""

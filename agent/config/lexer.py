@@ -179,6 +179,7 @@ class Preprocessor:
         self.random = random.Random(random_seed)
         self.environ = os.environ if environ is None else environ
         self.top_path = path
+        self.last_where = Where(path, 0)
         self.opened_files: list[str] = []
         self._std_definitions()
         if text is not None:
@@ -190,7 +191,7 @@ class Preprocessor:
     # -- position ----------------------------------------------------------
     def where(self) -> Where:
         if not self.files:
-            return Where(self.top_path, 0)
+            return self.last_where     # at the end: the last line read
         f = self.files[-1]
         return Where(f.path, f.line_no)
 
@@ -319,6 +320,7 @@ class Preprocessor:
             f = self.files[-1]
             raw = next(f.lines, False)
             if raw is False:
+                self.last_where = Where(f.path, f.line_no)
                 self.files.pop()
                 continue
             f.line_no += 1

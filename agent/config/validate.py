@@ -19,7 +19,6 @@ import os
 import pwd
 import shutil
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -603,11 +602,3 @@ def validate(result: ParseResult, interfaces: set[str] | None = None) -> None:
     check.vrrp()
     check.bfd()
 
-
-def iter_blocks(node: Node) -> Iterator[Node]:
-    """Every block below ``node``, depth first."""
-    for value in node.values.values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, Node):
-                yield item
-                yield from iter_blocks(item)

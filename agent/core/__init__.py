@@ -1,1 +1,1 @@
-"""keepalived-py agent."""
+"""Process supervision, control socket and logging (the daemon issue)."""

@@ -1,1 +1,1 @@
-"""keepalived-py agent."""
+"""IPVS data plane over netlink."""
