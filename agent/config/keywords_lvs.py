@@ -8,7 +8,7 @@ fallback, used when neither the real server nor the virtual server sets one.
 
 from __future__ import annotations
 
-from .schema import BlockSpec, Flag, Kw, Str
+from .schema import BlockSpec, Flag, Kw, Script, Str
 from .values_lvs import (
     INT32_MAX,
     SCHEDULERS,
@@ -30,7 +30,6 @@ from .values_lvs import (
     OptUInt,
     Regex,
     RegexStack,
-    Script,
     Server,
     SInt,
     StatusCodes,

@@ -8,7 +8,7 @@ vrrp/vrrp_parser.c, trackers/track_file.c), plus the later keywords we accept
 from __future__ import annotations
 
 from .diag import Level
-from .schema import BlockSpec, Kw, Str
+from .schema import BlockSpec, Kw, Script, Str
 from .values_vrrp import (
     INT_MAX,
     UINT_MAX,
@@ -37,7 +37,6 @@ from .values_vrrp import (
     RtPriority,
     RuleLine,
     RxBufsPolicy,
-    Script,
     SInt,
     SmtpServer,
     Text,
@@ -47,7 +46,6 @@ from .values_vrrp import (
     Umask,
     UpDownDelayLine,
     UseIpvlan,
-    UserGroup,
     UseVmac,
     Weight,
     Word,
@@ -138,7 +136,7 @@ GLOBAL_DEFS = BlockSpec("global_defs", (
     Kw("shutdown_script_timeout",
        UInt(1, 1000, error="shutdown_script_timeout '{word}' must be in [1, 1000] - ignoring",
             missing="shutdown_script_timeout requires value"), default=10),
-    Kw("script_user", UserGroup(missing="No script username specified")),
+    Kw("script_user", Script(max_words=2, missing="No script username specified")),
     Kw("enable_script_security"),
     Kw("use_symlink_paths",
        Bool("Invalid value '{word}' for global use_symlink_path specified"), since="2.3.0"),
@@ -351,7 +349,7 @@ VRRP_SCRIPT = BlockSpec("vrrp_script", (
     Kw("fall",
        UInt(1, INT_MAX, error="({name}): vrrp script fall value '{word}' invalid, "
                               "defaulting to 1", fallback=1), default=1),
-    Kw("user", UserGroup()),
+    Kw("user", Script(max_words=2)),
     Kw("init_fail"),
 ), head=Str())
 

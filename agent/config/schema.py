@@ -216,6 +216,37 @@ class Words(Arg):
         return "words"
 
 
+@dataclass
+class Script(Arg):
+    """``COMMAND [USER [GROUP]]``: a command (one word, quoted if it has spaces) and
+    who runs it; ``max_words`` bounds what is kept (keepalived ignores the rest).
+
+    ``missing`` replaces the missing-parameter error when nothing follows the
+    keyword ("" says nothing); ``optional`` accepts nothing at all.
+    """
+
+    max_words: int = 3
+    missing: str | None = None
+    optional: bool = False
+
+    def parse(self, words: list[str], ctx: Ctx) -> tuple[str, ...]:
+        if not words:
+            if self.optional:
+                return ()
+            if self.missing is None:
+                raise ctx.missing(words, 1)
+            if self.missing:
+                ctx.report(Level.GENERAL_ERROR, self.missing)
+            raise Invalid()
+        return tuple(words[: self.max_words])
+
+    def render(self, value: Sequence[str]) -> list[str]:
+        return list(value)
+
+    def describe(self) -> str:
+        return "script [user [group]]"
+
+
 def check_address(word: str, ctx: Ctx, what: str = "IP address") -> None:
     try:
         if "/" in word:

@@ -30,7 +30,7 @@ WHITE_SPACE = " \t\n\v\f\r"
 
 def _head(ctx: Ctx) -> str:
     """The name of the enclosing block, for messages that quote it."""
-    head = getattr(ctx, "head", None)
+    head = ctx.head
     if isinstance(head, (tuple, list)):
         return " ".join(str(w) for w in head)
     return "" if head is None else str(head)
@@ -354,33 +354,6 @@ class Choose(Choice):
 
     def describe(self) -> str:
         return "|".join(self.options)
-
-
-@dataclass
-class Script(Arg):
-    """``SCRIPT [USER [GROUP]]``: a command (one word, quoted if it has spaces).
-
-    ``max_words`` bounds what is kept (keepalived ignores the rest);
-    ``missing`` replaces the missing-parameter error ("" ignores silently).
-    """
-
-    max_words: int = 3
-    missing: str | None = None
-
-    def parse(self, words: list[str], ctx: Ctx) -> tuple[str, ...]:
-        if not words:
-            if self.missing is None:
-                raise ctx.missing(words, 1)
-            if self.missing:
-                ctx.report(Level.GENERAL_ERROR, self.missing)
-            raise Invalid()
-        return tuple(words[: self.max_words])
-
-    def render(self, value: Sequence[str]) -> list[str]:
-        return list(value)
-
-    def describe(self) -> str:
-        return "script [user [group]]"
 
 
 @dataclass

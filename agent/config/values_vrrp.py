@@ -31,7 +31,7 @@ SPACE = " \t\n\r\f\v"
 
 def block_name(ctx: Ctx) -> str:
     """The name of the object being defined (``vrrp_instance NAME``), if known."""
-    head = getattr(ctx, "head", None)
+    head = ctx.head
     if isinstance(head, str):
         return head
     if isinstance(head, (tuple, list)) and head:
@@ -410,38 +410,6 @@ class Rest(Arg):
 
 
 # -- scripts ------------------------------------------------------------------
-
-@dataclass
-class Script(Arg):
-    """``SCRIPT [USER [GROUP]]``: the command string and who runs it."""
-
-    missing: str | None = None
-    optional: bool = False             # notify_deleted may stand alone
-
-    def parse(self, words: list[str], ctx: Ctx) -> tuple[str, ...]:
-        if not words:
-            if self.optional:
-                return ()
-            raise _missing(words, ctx, self.missing)
-        return tuple(words[:3])
-
-    def render(self, value: Sequence[str]) -> list[str]:
-        return list(value)
-
-
-@dataclass
-class UserGroup(Arg):
-    """``USER [GROUP]`` (script_user, vrrp_script user)."""
-
-    missing: str | None = None
-
-    def parse(self, words: list[str], ctx: Ctx) -> tuple[str, ...]:
-        if not words:
-            raise _missing(words, ctx, self.missing)
-        return tuple(words[:2])
-
-    def render(self, value: Sequence[str]) -> list[str]:
-        return list(value)
 
 
 # -- weights and tracking -----------------------------------------------------
