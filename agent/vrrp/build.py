@@ -1,0 +1,160 @@
+"""From the configuration model to what the VRRP runtime runs.
+
+Everything keepalived derives from a ``vrrp_instance`` block and the
+``global_defs`` defaults is worked out here, once, so that the engine gets
+plain numbers and the adapters get plain names and addresses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from ..config.model import Node
+from .engine import US, InstanceConfig, Peer, parse_address
+
+IPAddress = IPv4Address | IPv6Address
+
+AUTH_TYPES = {"PASS": 1, "AH": 2}
+
+
+@dataclass(frozen=True)
+class TrackedInterface:
+    ifname: str
+    weight: int             # 0: down means FAULT
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """An instance with what its adapters need beside the engine's settings."""
+
+    cfg: InstanceConfig
+    ifname: str
+    vips: tuple[tuple[str, ...], ...]
+    excluded_vips: tuple[tuple[str, ...], ...]
+    routes: tuple[tuple[str, ...], ...]
+    rules: tuple[tuple[str, ...], ...]
+    group: IPAddress                        # multicast destination
+    source_configured: IPAddress | None     # mcast_src_ip / unicast_src_ip
+    unicast_ttl: int
+    tracked: tuple[TrackedInterface, ...]   # the instance's own interface first, unless untracked
+    garp_interval_us: int
+    gna_interval_us: int
+
+
+class BuildError(ValueError):
+    pass
+
+
+def _us(seconds: float | None) -> int:
+    return round((seconds or 0) * US)
+
+
+def build_instances(root: Node) -> list[InstanceSpec]:
+    """The runnable instances of a checked configuration."""
+    glob = root.blocks("global_defs")
+    g = glob[0] if glob else None
+
+    def gget(name: str) -> object:
+        if g is not None:
+            return g.get(name)
+        from ..config.keywords_vrrp import GLOBAL_DEFS
+        return GLOBAL_DEFS.keyword(name).default
+
+    return [_build_one(node, gget) for node in root.blocks("vrrp_instance")]
+
+
+def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup function
+    name = node.head
+    vips = tuple(node.get("virtual_ipaddress") or ())
+    evips = tuple(node.get("virtual_ipaddress_excluded") or ())
+    if not vips and not evips:
+        raise BuildError(f"({name}) has no virtual_ipaddress")
+    first = (vips or evips)[0]
+    family = 6 if ":" in first[0] else 4
+    # Addresses of the other family, and those beyond what fits in an advert
+    # (the address count is one byte; IPv6 is bound by a 1500-byte frame),
+    # are not advertised but still added, as keepalived does.
+    same = tuple(v for v in vips if (":" in v[0]) == (family == 6))
+    room = 89 if family == 6 else 255
+    evips = tuple(v for v in vips if v not in same[:room]) + evips
+    vips = same[:room]
+    version = 3 if family == 6 else (node.get("version") or gget("vrrp_version") or 2)
+    ifname = node.get("interface") or _word_after(first, "dev")
+    if not ifname:
+        raise BuildError(f"({name}) has no interface")
+    auth = node.blocks("authentication")
+    auth_type = AUTH_TYPES.get(auth[0].get("auth_type"), 0) if auth and version == 2 else 0
+    password = (auth[0].get("auth_pass") or "").encode() if auth_type else b""
+    peers = tuple(Peer(ip_address(a), lo, hi) for a, lo, hi in node.get("unicast_peer") or ())
+    advert_int = node.get("advert_int")
+    if version == 2:
+        advert_int = max(1, round(advert_int))     # v2 carries whole seconds
+    source = node.get("unicast_src_ip") if peers else node.get("mcast_src_ip")
+    tracked = [TrackedInterface(i, w or 0, bool(r)) for i, w, r in node.get("track_interface")
+               or ()]
+    if not node.get("dont_track_primary"):
+        tracked.insert(0, TrackedInterface(ifname, 0))
+
+    # keepalived: state MASTER without a priority makes the address owner, and
+    # an owner without a state starts as MASTER.
+    state = node.values.get("state")
+    priority = node.values.get("priority") or (255 if state == "MASTER" else 100)
+    initial_master = state == "MASTER" or (state is None and priority == 255)
+
+    def inst(kw: str, glob: str) -> object:
+        value = node.get(kw)
+        return gget(glob) if value is None else value
+
+    cfg = InstanceConfig(
+        name=name,
+        vrid=node.get("virtual_router_id"),
+        family=family,
+        version=version,
+        priority=priority,
+        advert_int_us=_us(advert_int),
+        initial_master=initial_master,
+        addresses=tuple(parse_address(v[0]) for v in vips),
+        source=ip_address(source) if source else None,
+        peers=peers,
+        check_unicast_src=bool(node.get("check_unicast_src") or gget("vrrp_check_unicast_src")),
+        auth_type=auth_type,
+        auth_pass=password[:8].ljust(8, b"\0") if auth_type else b"",
+        # keepalived clears both with state MASTER, and nopreempt for an owner.
+        nopreempt=bool(node.get("nopreempt")) and not initial_master and priority != 255,
+        preempt_delay_us=0 if initial_master or node.get("nopreempt")
+        else _us(node.get("preempt_delay")),
+        skip_check_adv_addr=bool(inst("skip_check_adv_addr", "vrrp_skip_check_adv_addr")),
+        higher_prio_send_advert=bool(inst("higher_prio_send_advert",
+                                          "vrrp_higher_prio_send_advert")),
+        lower_prio_no_advert=bool(inst("lower_prio_no_advert", "vrrp_lower_prio_no_advert")),
+        down_timer_adverts=inst("down_timer_adverts", "vrrp_down_timer_adverts") or 3,
+        garp_repeat=inst("garp_master_repeat", "vrrp_garp_master_repeat") or 5,
+        garp_delay_us=_us(inst("garp_master_delay", "vrrp_garp_master_delay")),
+        garp_refresh_us=_us(inst("garp_master_refresh", "vrrp_garp_master_refresh")),
+        garp_refresh_repeat=inst("garp_master_refresh_repeat",
+                                 "vrrp_garp_master_refresh_repeat") or 1,
+        garp_lower_prio_repeat=inst("garp_lower_prio_repeat", "vrrp_garp_lower_prio_repeat")
+        or 0,
+        garp_lower_prio_delay_us=_us(inst("garp_lower_prio_delay",
+                                          "vrrp_garp_lower_prio_delay")),
+    )
+    group = ip_address(gget("vrrp_mcast_group6" if family == 6 else "vrrp_mcast_group4"))
+    return InstanceSpec(
+        cfg=cfg, ifname=ifname, vips=vips, excluded_vips=evips,
+        routes=tuple(node.get("virtual_routes") or ()),
+        rules=tuple(node.get("virtual_rules") or ()),
+        group=group, source_configured=cfg.source,
+        unicast_ttl=node.get("unicast_ttl") if node.get("unicast_ttl") is not None else 255,
+        tracked=tuple(tracked),
+        garp_interval_us=_us(gget("vrrp_garp_interval")),
+        gna_interval_us=_us(gget("vrrp_gna_interval")),
+    )
+
+
+def _word_after(words: tuple[str, ...], key: str) -> str | None:
+    for i, word in enumerate(words[:-1]):
+        if word == key:
+            return words[i + 1]
+    return None
