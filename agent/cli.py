@@ -39,6 +39,16 @@ def _main_parser() -> argparse.ArgumentParser:
                              "5 errors but would run, 6 script security")
     parser.add_argument("-d", "--dump-conf", action="store_true",
                         help="print the configuration as read, in canonical form")
+    # keepalived's run options: we always stay in the foreground for now (the
+    # daemon with its children comes with the supervision work); the rest are
+    # accepted so that existing unit files and scripts keep working.
+    parser.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground")
+    parser.add_argument("-l", "--log-console", action="store_true", help="log to the console")
+    parser.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
+    parser.add_argument("-P", "--vrrp", action="store_true", help="only run VRRP")
+    for short, long in (("-p", "--pid"), ("-r", "--vrrp_pid"), ("-c", "--checkers_pid"),
+                        ("-b", "--bfd_pid")):
+        parser.add_argument(short, long, metavar="FILE", help="pid file (accepted, not used yet)")
     parser.add_argument("-v", "--version", action="version",
                         version=f"keepalived-py {__version__}")
     return parser
@@ -116,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(result, sys.stderr)
         sys.stdout.write(render(result.root))
         return result.diags.exit_code()
-    print("keepalived-py: the agent's runtime (VRRP) is not built yet; "
-          "use -t to test a configuration", file=sys.stderr)
-    return EXIT_CANNOT_RUN
+    from .vrrp.main import run, setup_logging
+    setup_logging()
+    return run(args.file, args.config_id or default_config_id())
 
 
 if __name__ == "__main__":
