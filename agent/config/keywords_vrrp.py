@@ -440,6 +440,8 @@ AUTHENTICATION = BlockSpec("authentication", (
                          truncate=True)),
 ))
 
+AUTHENTICATION = AUTHENTICATION.acting({"auth_type", "auth_pass"})
+
 AUTH_HMAC = BlockSpec("auth_hmac", (
     Kw("key", HmacKey(), repeat=True, since="2.4.0"),
     Kw("active_key",
@@ -575,6 +577,26 @@ VRRP_INSTANCE = BlockSpec("vrrp_instance", (
     Kw("auth_hmac", block=AUTH_HMAC, since="2.4.0"),
 ), head=Name("vrrp_instance must have a name"))
 
+# What the VRRP runtime acts on today (agent/vrrp/build.py reads these);
+# ``-t`` lists every other keyword it meets as read but not acted on.
+VRRP_INSTANCE = VRRP_INSTANCE.acting({
+    "state", "interface", "virtual_router_id", "priority", "advert_int", "version",
+    "preempt", "nopreempt", "preempt_delay", "skip_check_adv_addr", "lower_prio_no_advert",
+    "higher_prio_send_advert", "down_timer_adverts", "old_unicast_checksum",
+    "dont_track_primary", "mcast_src_ip", "unicast_src_ip", "unicast_peer", "unicast_ttl",
+    "check_unicast_src", "garp_master_delay", "garp_master_refresh", "garp_master_repeat",
+    "garp_master_refresh_repeat", "garp_lower_prio_delay", "garp_lower_prio_repeat",
+    "track_interface", "virtual_ipaddress", "virtual_ipaddress_excluded", "virtual_routes",
+    "virtual_rules", "authentication",
+})
+GLOBAL_DEFS = GLOBAL_DEFS.acting({
+    "vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_garp_master_delay",
+    "vrrp_garp_master_repeat", "vrrp_garp_master_refresh", "vrrp_garp_master_refresh_repeat",
+    "vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat", "vrrp_garp_interval",
+    "vrrp_gna_interval", "vrrp_version", "vrrp_check_unicast_src", "vrrp_skip_check_adv_addr",
+    "vrrp_higher_prio_send_advert", "vrrp_lower_prio_no_advert", "vrrp_down_timer_adverts",
+})
+
 # -- the top level --------------------------------------------------------------
 
 VRRP_ROOT_KEYWORDS = (
@@ -586,7 +608,7 @@ VRRP_ROOT_KEYWORDS = (
     Kw("child_wait_time", UInt(0, UINT_MAX, error="Invalid child_wait_time {word}"),
        default=5),
     Kw("linkbeat_use_polling"),
-    Kw("global_defs", block=GLOBAL_DEFS),
+    Kw("global_defs", block=GLOBAL_DEFS, acted=True),
     Kw("linkbeat_interfaces", lines=LinkbeatLine()),
     Kw("interface_up_down_delays", lines=UpDownDelayLine()),
     Kw("track_group", block=TRACK_GROUP, repeat=True),
@@ -598,5 +620,5 @@ VRRP_ROOT_KEYWORDS = (
     Kw("vrrp_script", block=VRRP_SCRIPT, repeat=True),
     Kw("vrrp_sync_group", block=VRRP_SYNC_GROUP, repeat=True),
     Kw("garp_group", block=GARP_GROUP, repeat=True),
-    Kw("vrrp_instance", block=VRRP_INSTANCE, repeat=True),
+    Kw("vrrp_instance", block=VRRP_INSTANCE, repeat=True, acted=True),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .diag import Level
@@ -320,6 +320,15 @@ class BlockSpec:
                     raise ValueError(f"{self.kind}: keyword {name} declared twice")
                 table[name] = kw
         object.__setattr__(self, "table", table)
+
+    def acting(self, names: set[str]) -> BlockSpec:
+        """This block with ``names`` marked as acted on by the agent."""
+        unknown = names - {kw.name for kw in self.keywords}
+        if unknown:
+            raise ValueError(f"{self.kind}: no keyword {', '.join(sorted(unknown))}")
+        keywords = tuple(replace(kw, acted=True) if kw.name in names else kw
+                         for kw in self.keywords)
+        return BlockSpec(self.kind, keywords, self.head, self.entries)
 
     def lookup(self, word: str) -> Kw | None:
         return self.table.get(word)  # type: ignore[attr-defined]

@@ -121,6 +121,7 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
         check_unicast_src=bool(node.get("check_unicast_src") or gget("vrrp_check_unicast_src")),
         auth_type=auth_type,
         auth_pass=password[:8].ljust(8, b"\0") if auth_type else b"",
+        old_unicast_checksum=node.get("old_unicast_checksum"),
         # keepalived clears both with state MASTER, and nopreempt for an owner.
         nopreempt=bool(node.get("nopreempt")) and not initial_master and priority != 255,
         preempt_delay_us=0 if initial_master or node.get("nopreempt")

@@ -59,6 +59,10 @@ class InstanceConfig:
     check_unicast_src: bool = False
     auth_type: int = 0                       # v2: 0 none, 1 PASS, 2 AH
     auth_pass: bytes = b""                   # NUL-padded to 8 bytes
+    # VRRPv3 unicast over IPv4: checksum with 224.0.0.18 in the pseudo-header as
+    # keepalived before 2.0.x did.  None: switch to it when a peer uses it;
+    # "config": always; "never": never.
+    old_unicast_checksum: str | None = None
     nopreempt: bool = False
     preempt_delay_us: int = 0
     skip_check_adv_addr: bool = False
@@ -105,6 +109,7 @@ class Stats:
 class SendAdvert:
     advert: packet.Advert
     ah_seq: int = 0                 # IPSEC-AH sequence number (auth_type 2 only)
+    checksum_dst: IPAddress | None = None   # pseudo-header address, if not the destination
 
 
 @dataclass(frozen=True)
@@ -186,10 +191,12 @@ class Instance:
     _fault_reasons: set[str] = field(default_factory=set)
     _ah_seq: int = 0
     _ah_last_rx: int = 0
+    _old_checksum: bool = False
     _out: list[Action] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.base_priority = self.effective_priority = self.cfg.priority
+        self._old_checksum = self.cfg.old_unicast_checksum == "config"
         self.master_adver_int_us = self.cfg.advert_int_us
 
     # -- timing ----------------------------------------------------------
@@ -325,7 +332,7 @@ class Instance:
             stats.ip_ttl_err += 1
             self._drop(f"invalid TTL/HL. Received {hop_limit} and expect {TTL}")
         try:
-            adv = packet.decode(data, pkt.src, pkt.dst)
+            adv = self._decode(data, pkt)
         except packet.PacketError as err:
             self._count_decode_error(err)
             self._drop(f"bad packet from {pkt.src}: {err}")
@@ -373,6 +380,21 @@ class Instance:
         if adv.priority == 0:
             stats.pri_zero_rcvd += 1
         return adv
+
+    def _decode(self, data: bytes, pkt: Received) -> packet.Advert:
+        cfg = self.cfg
+        compat = cfg.unicast and cfg.version == 3 and cfg.family == 4
+        if compat and self._old_checksum:
+            return packet.decode(data, pkt.src, packet.VRRP_GROUP_V4)
+        try:
+            return packet.decode(data, pkt.src, pkt.dst)
+        except packet.PacketError as err:
+            if not compat or err.reason != "bad_checksum" or cfg.old_unicast_checksum:
+                raise
+            adv = packet.decode(data, pkt.src, packet.VRRP_GROUP_V4)
+            self._old_checksum = True
+            self._log("Setting unicast VRRPv3 checksum to old version")
+            return adv
 
     def _check_ah(self, datagram: bytes) -> bytes:
         try:
@@ -562,7 +584,8 @@ class Instance:
                             interval_cs=cfg.advert_int_us // 10_000, addresses=cfg.addresses,
                             auth_type=cfg.auth_type if cfg.version == 2 else 0,
                             auth_data=auth_data)
-        self._out.append(SendAdvert(adv, seq))
+        old = self._old_checksum and cfg.unicast and cfg.version == 3 and cfg.family == 4
+        self._out.append(SendAdvert(adv, seq, packet.VRRP_GROUP_V4 if old else None))
         self.stats.advert_sent += 1
 
     def _set_state(self, new: State, reason: str) -> None:

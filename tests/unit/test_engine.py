@@ -22,6 +22,7 @@ from keepalived_py.vrrp.engine import (
     Action,
     Announce,
     AnnounceSource,
+    Instance,
     InstanceConfig,
     Log,
     Peer,
@@ -1000,3 +1001,35 @@ def test_transitions_and_counters() -> None:
     assert b.inst.stats.advert_rcvd == 8
     assert b.inst.stats.advert_sent == 0 and b.inst.stats.become_master == 0
     assert a.inst.stats.advert_rcvd == 0
+
+
+def test_v3_unicast_switches_to_the_old_checksum_when_a_peer_uses_it() -> None:
+    """keepalived before 2.0 put 224.0.0.18 in the unicast pseudo-header; 2.2.7 adapts."""
+    pk = packet
+    me, peer = IPv4Address("198.18.0.1"), IPv4Address("198.18.0.2")
+    vip = IPv4Address("198.18.0.100")
+
+    def instance(mode: str | None) -> Instance:
+        cfg = InstanceConfig(name="U", vrid=9, version=3, priority=100, addresses=(vip,),
+                             source=me, peers=(Peer(peer),), old_unicast_checksum=mode)
+        inst = Instance(cfg)
+        inst.start(0.0)
+        return inst
+
+    adv = pk.Advert(version=3, vrid=9, priority=200, interval_cs=100, addresses=(vip,))
+    old_style = ipv4_datagram(pk.encode(adv, peer, pk.VRRP_GROUP_V4), peer, me)
+    inst = instance(None)
+    before = inst.deadline
+    actions = inst.receive(0.5, Received(old_style, peer, me))
+    assert inst.stats.chk_err == 0 and inst.deadline != before     # accepted
+    assert any("old version" in str(a) for a in actions)
+    sent = [a for a in inst.tick(100.0) if isinstance(a, SendAdvert)]
+    assert sent and sent[0].checksum_dst == pk.VRRP_GROUP_V4
+
+    never = instance("never")
+    never.receive(0.5, Received(old_style, peer, me))
+    assert never.stats.chk_err == 1
+
+    always = instance("config")
+    sent = [a for a in always.tick(100.0) if isinstance(a, SendAdvert)]
+    assert sent and sent[0].checksum_dst == pk.VRRP_GROUP_V4

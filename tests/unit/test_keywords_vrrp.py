@@ -321,8 +321,21 @@ def test_keyword_tables_are_complete() -> None:
                    "vrrp_track_process", "init_file", "use_ipvlan", "kernel_rx_buf_size"):
         assert needed in names
     assert ROOT.lookup("vrrp_track_file") is ROOT.lookup("track_file")
-    for _, kw in all_keywords(ROOT):
-        assert kw.acted is False
+    # Only the VRRP runtime acts on keywords yet.
+    acted_in = {kind for kind, kw in ((b.kind, kw) for b, kw in all_keywords(ROOT)) if kw.acted}
+    assert acted_in == {"root", "global_defs", "vrrp_instance", "authentication"}
+
+
+def test_a_plain_vrrp_config_is_acted_on_entirely() -> None:
+    text = ("global_defs {\n vrrp_version 3\n vrrp_garp_master_delay 1\n}\n"
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 150\n"
+            " advert_int 0.5\n unicast_peer {\n 198.18.0.2\n }\n"
+            " virtual_ipaddress {\n 198.18.0.100/24\n }\n"
+            " virtual_routes {\n 198.18.1.0/24 via 198.18.0.1\n }\n}\n")
+    result = parse("t.conf", text=text)
+    assert result.not_acted == {}
+    assert "vrrp_instance.notify" in parse(
+        "t.conf", text="vrrp_instance V {\n notify /bin/true\n}\n").not_acted
 
 
 def test_bad_weight_in_vrrp_script_is_invalid_number() -> None:
