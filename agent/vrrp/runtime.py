@@ -224,7 +224,8 @@ class VrrpRuntime:
         ttl = run.spec.unicast_ttl if cfg.unicast else 255
         for dst in targets:
             try:
-                run.sock.send(action.advert, cfg.source, dst, ttl, cfg.auth_pass, action.ah_seq)
+                run.sock.send(action.advert, cfg.source, dst, ttl, cfg.auth_pass, action.ah_seq,
+                              action.checksum_dst)
             except OSError as err:
                 if action.advert.priority or self._link_up.get(run.spec.ifname, True):
                     log.info("(%s) send advert error to %s: %s", cfg.name, dst, err)

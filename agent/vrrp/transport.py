@@ -149,15 +149,17 @@ class VrrpSocket:
     # -- sending -------------------------------------------------------------
 
     def send(self, adv: packet.Advert, src: IPAddress, dst: IPAddress, ttl: int = packet.TTL,
-             password: bytes = b"", ah_seq: int = 0) -> None:
+             password: bytes = b"", ah_seq: int = 0,
+             checksum_dst: IPAddress | None = None) -> None:
         if self.family == 4:
             self._ip_id = self._ip_id % 0xFFFF + 1          # 0 would let the kernel choose
             if adv.auth_type == packet.AUTH_AH:
                 datagram = packet.build_ah_datagram(adv, src, dst, password, ah_seq,
                                                     self._ip_id, ttl=ttl)
             else:
-                datagram = packet.build_ipv4_datagram(packet.encode(adv, src, dst), src, dst,
-                                                      packet.VRRP_PROTO, ttl, self._ip_id)
+                payload = packet.encode(adv, src, checksum_dst or dst)
+                datagram = packet.build_ipv4_datagram(payload, src, dst, packet.VRRP_PROTO, ttl,
+                                                      self._ip_id)
             # keepalived keeps multicast adverts on the link whatever the routes say.
             flags = socket.MSG_DONTROUTE if dst.is_multicast else 0
             self.tx.sendto(datagram, flags, (str(dst), 0))
