@@ -264,12 +264,28 @@ class VrrpRuntime:
 
     async def _announce(self, run: Running, repeat: int) -> None:
         spec = run.spec
+        # A VIP on another link is announced there, with that link's MAC.
+        senders = {spec.ifname: (run.announcer, run.mac)}
+        for vip in (*run.vips, *run.evips):
+            if vip.ifname not in senders:
+                senders[vip.ifname] = await self._announcer(vip.ifname)
         for i in range(repeat):
             for vip in (*run.vips, *run.evips):
                 address = ip_address(vip.address.ip)
-                if vip.ifname != spec.ifname:
-                    continue        # on another link: its own MAC, not announced from here
-                run.announcer.announce(run.mac, address)
+                announcer, mac = senders[vip.ifname]
+                if announcer is not None:
+                    announcer.announce(mac, address)
                 gap = spec.gna_interval_us if address.version == 6 else spec.garp_interval_us
                 if gap and i + 1 < repeat:
                     await asyncio.sleep(gap / e.US)
+
+    async def _announcer(self, ifname: str) -> tuple[Announcer | None, bytes]:
+        announcer = self._announcers.get(ifname)
+        try:
+            mac = (await self.kernel.link_state(ifname)).mac
+            if announcer is None:
+                announcer = self._announcers[ifname] = Announcer(ifname)
+        except Exception as err:  # noqa: BLE001 - a missing link must not stop the others
+            log.info("cannot announce on %s: %s", ifname, err)
+            return None, b""
+        return announcer, mac
