@@ -587,7 +587,7 @@ VRRP_INSTANCE = VRRP_INSTANCE.acting({
     "check_unicast_src", "garp_master_delay", "garp_master_refresh", "garp_master_repeat",
     "garp_master_refresh_repeat", "garp_lower_prio_delay", "garp_lower_prio_repeat",
     "track_interface", "virtual_ipaddress", "virtual_ipaddress_excluded", "virtual_routes",
-    "virtual_rules", "authentication",
+    "virtual_rules", "authentication", "accept", "no_accept",
 })
 GLOBAL_DEFS = GLOBAL_DEFS.acting({
     "vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_garp_master_delay",

@@ -41,6 +41,7 @@ class InstanceSpec:
     tracked: tuple[TrackedInterface, ...]   # the instance's own interface first, unless untracked
     garp_interval_us: int
     gna_interval_us: int
+    accept: bool                            # False: a master drops traffic for its VIPs
 
 
 class BuildError(ValueError):
@@ -151,7 +152,21 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
         tracked=tuple(tracked),
         garp_interval_us=_us(gget("vrrp_garp_interval")),
         gna_interval_us=_us(gget("vrrp_gna_interval")),
+        accept=_accept(node, gget, priority, version),
     )
+
+
+def _accept(node: Node, gget, priority: int, version: int) -> bool:  # noqa: ANN001
+    """keepalived's default: accept unless strict mode; an owner always accepts."""
+    strict = node.get("strict_mode")
+    strict = bool(gget("vrrp_strict")) if strict is None else bool(strict)
+    if priority == 255:
+        return True
+    if node.get("no_accept"):
+        return False
+    if node.get("accept"):
+        return not (strict and version == 2)    # RFC 3768 has no accept mode
+    return not strict
 
 
 def _word_after(words: tuple[str, ...], key: str) -> str | None:

@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from . import engine as e
 from .build import InstanceSpec
+from .firewall import AcceptModeFirewall, FirewallError
 from .kernel import Kernel, VirtualAddress, VirtualRoute, VirtualRule, number_rules
 from .transport import Announcer, VrrpSocket
 
@@ -58,6 +59,7 @@ class VrrpRuntime:
         self._tasks: list[asyncio.Task] = []
         self._link_up: dict[str, bool] = {}
         self._rules: dict[str, list[VirtualRule]] = {}
+        self.firewall = AcceptModeFirewall() if any(not s.accept for s in specs) else None
 
     # -- start and stop ------------------------------------------------------
 
@@ -75,6 +77,8 @@ class VrrpRuntime:
         self._rules = {s.cfg.name: [next(numbered) for _ in s.rules] for s in self.specs}
         for spec in self.specs:
             self.instances.append(await self._make(spec, links[spec.ifname]))
+        if self.firewall:
+            await self.firewall.clean_start()
         await self.kernel.clean_start(
             [a for r in self.instances for a in (*r.vips, *r.evips)],
             [x for r in self.instances for x in r.routes],
@@ -143,6 +147,8 @@ class VrrpRuntime:
             sock.close()
         for announcer in self._announcers.values():
             announcer.close()
+        if self.firewall:
+            await self.firewall.close()
         await self.kernel.close()
 
     # -- events --------------------------------------------------------------
@@ -244,6 +250,12 @@ class VrrpRuntime:
         name = run.spec.cfg.name
         if isinstance(action, e.TakeAddresses):
             log.info("(%s) setting VIPs.", name)
+            if self.firewall and not run.spec.accept:
+                try:
+                    await self.firewall.block(self._addresses(run))
+                except FirewallError as err:
+                    # The VIPs still go up: a master that answers is better than none.
+                    log.error("(%s) no_accept not enforced: %s", name, err)
             await self.kernel.add_addresses([*run.vips, *run.evips])
             if run.routes:
                 await self.kernel.add_routes(run.routes)
@@ -255,12 +267,18 @@ class VrrpRuntime:
             if run.routes:
                 await self.kernel.remove_routes(run.routes)
             await self.kernel.remove_addresses([*run.vips, *run.evips])
+            if self.firewall and not run.spec.accept:
+                await self.firewall.unblock(self._addresses(run))
         elif isinstance(action, e.Announce):
             await self._announce(run, action.repeat)
         elif isinstance(action, e.AnnounceSource):
             source = run.engine.cfg.source
             if source is not None:
                 run.announcer.announce(run.mac, source)
+
+    @staticmethod
+    def _addresses(run: Running) -> list[IPAddress]:
+        return [ip_address(v.address.ip) for v in (*run.vips, *run.evips)]
 
     async def _announce(self, run: Running, repeat: int) -> None:
         spec = run.spec
