@@ -97,6 +97,15 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
                or ()]
     if not node.get("dont_track_primary"):
         tracked.insert(0, TrackedInterface(ifname, 0))
+    # The links that VIPs, routes and rules name are tracked too, unless no_track.
+    for words in (*vips, *evips, *(node.get("virtual_routes") or ()),
+                  *(node.get("virtual_rules") or ())):
+        if "no_track" in words:
+            continue
+        for key in ("dev", "iif", "oif"):
+            link = _word_after(words, key)
+            if link and link != ifname and all(t.ifname != link for t in tracked):
+                tracked.append(TrackedInterface(link, 0))
 
     # keepalived: state MASTER without a priority makes the address owner, and
     # an owner without a state starts as MASTER.

@@ -18,7 +18,15 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from . import engine as e
 from .build import InstanceSpec
 from .firewall import AcceptModeFirewall, FirewallError
-from .kernel import Kernel, VirtualAddress, VirtualRoute, VirtualRule, number_rules
+from .kernel import (
+    Kernel,
+    KernelError,
+    LinkState,
+    VirtualAddress,
+    VirtualRoute,
+    VirtualRule,
+    number_rules,
+)
 from .transport import Announcer, VrrpSocket
 
 log = logging.getLogger("keepalived_py.vrrp")
@@ -67,10 +75,15 @@ class VrrpRuntime:
         self._loop = asyncio.get_running_loop()
         links = {}
         for spec in self.specs:
-            for name in {spec.ifname, *(t.ifname for t in spec.tracked)}:
-                if name not in links:
-                    links[name] = await self.kernel.link_state(name)
-                    self._link_up[name] = links[name].up
+            links.setdefault(spec.ifname, await self.kernel.link_state(spec.ifname))
+            for tracked in spec.tracked:
+                if tracked.ifname not in links:
+                    try:
+                        links[tracked.ifname] = await self.kernel.link_state(tracked.ifname)
+                    except KernelError as err:
+                        log.info("(%s) %s - taken as down", spec.cfg.name, err)
+                        links[tracked.ifname] = LinkState(0, tracked.ifname, False, b"", 0)
+        self._link_up = {name: link.up for name, link in links.items()}
         # Rules without a preference are numbered across the whole config, as keepalived does.
         numbered = iter(number_rules([VirtualRule.from_words(w) for s in self.specs
                                       for w in s.rules]))
