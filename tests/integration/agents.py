@@ -5,19 +5,25 @@ Every process is started through ``Host.spawn`` so the lab kills it on close.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv6Address, ip_address
 from pathlib import Path
 
-from tests.lab import Host
+from tests.lab import Host, Lab
 
 VIPPROBE = str(Path(__file__).resolve().parent.parent / "vipprobe.py")
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
+# the agent's console log line: "Sat Nov 21 09:59:44.730 2026: (VI_51) Entering MASTER STATE"
+_LOG_LINE = re.compile(r"(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d)\.(\d{3}) (\d{4}): (.*)")
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 10.0,
@@ -61,7 +67,6 @@ class Router:
         if self.proc is None:
             return
         if sig == signal.SIGKILL:
-            import os
             os.killpg(self.proc.pid, signal.SIGKILL)
         else:
             # ip netns exec has exec'd the router: the pid is the router itself
@@ -69,16 +74,123 @@ class Router:
         self.proc.wait(timeout)
         self.proc = None
 
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None
+
     def has(self, vip: str) -> bool:
-        return any(a.split("/")[0] == vip for a in self.host.addresses())
+        wanted = ip_address(vip)
+        return any(ip_address(a.split("/")[0]) == wanted for a in self.host.addresses())
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def times(self, text: str, since: float = 0.0) -> list[float]:
+        """Wall-clock times (``time.time()``) of the agent's log lines containing ``text``.
+
+        The agent stamps its lines to the millisecond, truncated: a line logged
+        at ``since`` may read up to 1 ms earlier, hence the allowance.
+        """
+        found = []
+        for line in self.log_text().splitlines():
+            match = _LOG_LINE.fullmatch(line)
+            if match is None or text not in match[4]:
+                continue
+            stamp = time.mktime(time.strptime(f"{match[1]} {match[3]}", "%a %b %d %H:%M:%S %Y"))
+            stamp += int(match[2]) / 1000
+            if stamp >= since - 0.001:
+                found.append(stamp)
+        return found
+
+    def wait_log(self, text: str, since: float = 0.0, timeout: float = 10.0) -> float:
+        """The time of the first log line containing ``text`` at or after ``since``."""
+        found = wait_for(f"{self.name} to log {text!r}", lambda: self.times(text, since),
+                         timeout)
+        assert isinstance(found, list)
+        return found[0]
 
     def close(self) -> None:
         if self.proc is not None:
             self.stop(signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def holders(routers: Iterable[Router], vip: str) -> list[str]:
+    """The names of the running routers whose host holds ``vip``.
+
+    A router killed with SIGKILL cannot remove its addresses (neither can
+    keepalived): its host keeps the VIP, so only running ones are asked.
+    """
+    return [r.name for r in routers if r.running and r.has(vip)]
+
+
+def link_local(host: Host, ifname: str = "eth0") -> IPv6Address:
+    """The host's IPv6 link-local address: its VRRP source address for IPv6."""
+    for text in host.addresses(ifname):
+        address = ip_address(text.split("/")[0])
+        if address.version == 6 and address.is_link_local:
+            return address
+    raise LookupError(f"{host.name}: no link-local address on {ifname}")
+
+
+def hear_multicast(lab: Lab, name: str, on: bool) -> None:
+    """Stop (or restart) the bridge flooding multicast to host ``name``.
+
+    Without it the host hears no VRRP multicast (nor IPv6 neighbour
+    solicitations): two routers partitioned like this both become master.
+    """
+    done = subprocess.run(["bridge", "-n", lab.lan, "link", "set", "dev", f"v{name}",
+                           "mcast_flood", "on" if on else "off"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bridge link set v{name}: {done.stderr.strip()}")
+
+
+_SNIFF = r"""
+import socket, sys, time
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+sock.bind(("eth0", 0))
+sock.settimeout(0.05)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        frame, addr = sock.recvfrom(2048)
+    except TimeoutError:
+        continue
+    if addr[2] == socket.PACKET_OUTGOING:
+        continue
+    if frame[12:14] == b"\x08\x00" and frame[23] == 112:
+        family, src, dst, vrrp = socket.AF_INET, frame[26:30], frame[30:34], \
+            frame[14 + (frame[14] & 0xF) * 4:]
+    elif frame[12:14] == b"\x86\xdd" and frame[20] == 112:
+        family, src, dst, vrrp = socket.AF_INET6, frame[22:38], frame[38:54], frame[54:]
+    else:
+        continue
+    print(socket.inet_ntop(family, src), socket.inet_ntop(family, dst), vrrp[0] >> 4,
+          vrrp[1], vrrp[2], flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A VRRP packet seen on the wire."""
+
+    src: str
+    dst: str
+    version: int
+    vrid: int
+    priority: int
+
+
+def sniff_vrrp(host: Host, seconds: float) -> list[Seen]:
+    """Every VRRP packet ``host`` receives on eth0 for ``seconds``."""
+    done = host.run([sys.executable, "-c", _SNIFF, str(seconds)])
+    return [Seen(src, dst, int(version), int(vrid), int(priority))
+            for src, dst, version, vrid, priority in
+            (line.split() for line in done.stdout.splitlines())]
 
 
 def serve(host: Host) -> subprocess.Popen:
