@@ -34,6 +34,13 @@ class Level(IntEnum):
     SECURITY_ERROR = 16
 
 
+class Invalid(Exception):
+    """A value that cannot be used, raised once it is reported; the keyword is then ignored.
+
+    It lives here, below the schema, so that the number readers can raise it too.
+    """
+
+
 # keepalived's config-test exit codes (keepalived/core/main.c config_test_exit)
 EXIT_OK = 0
 EXIT_CANNOT_RUN = 4

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .schema import BlockSpec, Flag, Kw, Script, Str
 from .values_lvs import (
-    INT32_MAX,
+    INT_MAX,
     SCHEDULERS,
     UINT_MAX,
     BfdInterval,
@@ -208,8 +208,8 @@ CHECKERS = (
 # -- servers -------------------------------------------------------------------------
 
 REAL_SERVER = BlockSpec("real_server", (
-    Kw("weight", UInt(0, INT32_MAX, f"Real server weight {{word}} is outside range "
-                                    f"0-{INT32_MAX}"),
+    Kw("weight", UInt(0, INT_MAX, f"Real server weight {{word}} is outside range "
+                                  f"0-{INT_MAX}"),
        default=1, doc="default: the virtual server's weight"),
     Kw("lvs_method", Forwarding("real"), doc="default: the virtual server's"),
     Kw("uthreshold", UInt(0, UINT_MAX, "Invalid real_server uthreshold '{word}' - ignoring")),
@@ -279,8 +279,8 @@ VIRTUAL_SERVER = BlockSpec("virtual_server", (
                                    "Setting to 1.", fallback=1), default=1),
     Kw("hysteresis", UInt(0, UINT_MAX, f"Hysteresis {{word}} must be in [0, {UINT_MAX}] "
                                        "- ignoring"), default=0),
-    Kw("weight", UInt(1, INT32_MAX, f"Virtual server weight {{word}} is outside range "
-                                    f"1-{INT32_MAX}"), default=1),
+    Kw("weight", UInt(1, INT_MAX, f"Virtual server weight {{word}} is outside range "
+                                  f"1-{INT_MAX}"), default=1),
     Kw("sorry_server", Server("Invalid sorry server IP address {ip} - skipping")),
     Kw("sorry_server_inhibit", Flag()),
     Kw("sorry_server_lvs_method", Forwarding("sorry")),

@@ -14,11 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .diag import Level
-
-
-class Invalid(Exception):
-    """A value that cannot be used; the keyword is then ignored."""
+from .diag import Invalid, Level
+from .numbers import INT_MAX, INT_MIN, format_decimal, read_decimal, read_int, to_scaled
 
 
 class Ctx:
@@ -82,23 +79,12 @@ class OptBool(Arg):
         return [] if value else ["false"]
 
 
-def read_int(word: str, lo: int, hi: int, ctx: Ctx, base: int = 10) -> int:
-    """An integer with keepalived's diagnostics (``read_int_func``)."""
-    try:
-        value = int(word, base if base else 0)
-    except ValueError:
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-        raise Invalid() from None
-    if not lo <= value <= hi:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside range [{lo}, {hi}]")
-        raise Invalid()
-    return value
-
-
 @dataclass
 class Int(Arg):
-    lo: int = -(2**31)
-    hi: int = 2**31 - 1
+    """A signed integer (``read_int_strvec``)."""
+
+    lo: int = INT_MIN
+    hi: int = INT_MAX
 
     def parse(self, words: list[str], ctx: Ctx) -> int:
         if not words:
@@ -112,31 +98,6 @@ class Int(Arg):
         return f"integer {self.lo}..{self.hi}"
 
 
-def read_decimal(word: str, lo: float, hi: float, digits: int, ctx: Ctx) -> float:
-    """A non-negative decimal with at most ``digits`` places (``read_decimal_unsigned``)."""
-    if word.startswith("-"):
-        ctx.report(Level.INVALID_NUMBER, f"negative number '{word}'")
-        raise Invalid()
-    whole, _, frac = word.partition(".")
-    if not (whole + frac).isdigit() or not (whole or frac):
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-        raise Invalid()
-    if len(frac) > digits:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' has too many decimal places")
-        frac = frac[:digits]
-    value = round(int(whole or "0") + (int(frac) / 10 ** len(frac) if frac else 0), digits)
-    if not lo <= value <= hi:
-        ctx.report(Level.INVALID_NUMBER,
-                   f"number '{word}' outside range [{lo:.{digits}f}, {hi:.{digits}f}]")
-        raise Invalid()
-    return value
-
-
-def format_decimal(value: float, digits: int) -> str:
-    text = f"{value:.{digits}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 @dataclass
 class Decimal(Arg):
     """Seconds (or another unit) with a fixed number of decimal places."""
@@ -148,7 +109,8 @@ class Decimal(Arg):
     def parse(self, words: list[str], ctx: Ctx) -> float:
         if not words:
             raise ctx.missing(words, 1)
-        return read_decimal(words[0], self.lo, self.hi, self.digits, ctx)
+        lo, hi = to_scaled(self.lo, self.digits), to_scaled(self.hi, self.digits)
+        return read_decimal(words[0], lo, hi, self.digits, ctx) / 10**self.digits
 
     def render(self, value: float) -> list[str]:
         return [format_decimal(value, self.digits)]

@@ -15,17 +15,25 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from typing import Any
 
 from .diag import Level
+from .numbers import (
+    DIGITS,
+    INT_MAX,
+    INT_MIN,
+    UINT_MAX,
+    ULONG_MAX,
+    c_strtoul,
+    format_decimal,
+    read_decimal,
+    read_int,
+    read_unsigned,
+    to_scaled,
+)
 from .schema import BOOL_WORDS, Arg, BlockSpec, Choice, Ctx, Decimal, Int, Invalid, Kw, OptBool
 
-UINT_MAX = 2**32 - 1
-INT32_MAX = 2**31 - 1
-ULONG_MAX = 2**64 - 1
 TIMER_MAXIMUM = ULONG_MAX - 1      # read_timer's upper bound when none is given (µs)
-WHITE_SPACE = " \t\n\v\f\r"
 
 
 def _head(ctx: Ctx) -> str:
@@ -34,136 +42,6 @@ def _head(ctx: Ctx) -> str:
     if isinstance(head, (tuple, list)):
         return " ".join(str(w) for w in head)
     return "" if head is None else str(head)
-
-
-# -- C-style number reading ----------------------------------------------------
-
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def c_strtoul(text: str, base: int = 10) -> tuple[int, str, bool]:
-    """``strtoul``: the value, the unread rest and whether it overflowed.
-
-    Leading blanks and a sign are taken; when no digit follows, nothing is read
-    and the rest is the whole text (as C leaves ``endptr`` at the start).
-    """
-    if base == 10 and text.isascii() and text.isdigit():
-        value = int(text)           # the common case, quickly
-        return (ULONG_MAX, "", True) if value > ULONG_MAX else (value, "", False)
-    i, n = 0, len(text)
-    while i < n and text[i] in WHITE_SPACE:
-        i += 1
-    negative = False
-    if i < n and text[i] in "+-":
-        negative = text[i] == "-"
-        i += 1
-    if base == 16 and text[i:i + 2].lower() == "0x" and i + 2 < n \
-            and text[i + 2].lower() in _DIGITS[:16]:
-        i += 2
-    start = i
-    value = 0
-    while i < n and text[i].lower() in _DIGITS[:base]:
-        value = value * base + _DIGITS.index(text[i].lower())
-        i += 1
-    if i == start:
-        return 0, text, False
-    overflow = value > ULONG_MAX
-    if overflow:
-        value = ULONG_MAX
-    elif negative:
-        value = (-value) % (ULONG_MAX + 1)
-    return value, text[i:], overflow
-
-
-def read_unsigned_c(word: str, lo: int, hi: int, ctx: Ctx) -> int:
-    """keepalived's ``read_unsigned_strvec`` in config-test mode."""
-    offset = len(word) - len(word.lstrip(WHITE_SPACE))
-    value, rest, overflow = c_strtoul(word[offset:])
-    if word[offset:offset + 1] == "-":
-        ctx.report(Level.INVALID_NUMBER, f"negative number '{word}'")
-    elif rest:
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-    elif overflow or value > UINT_MAX:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside unsigned integer range")
-    elif not lo <= value <= hi:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside range [{lo}, {hi}]")
-    else:
-        return value
-    raise Invalid()
-
-
-def c_strtol(text: str) -> tuple[int, str]:
-    """``strtol`` in base 10: the value (unbounded) and the unread rest."""
-    stripped = text.lstrip(WHITE_SPACE)
-    sign = 1
-    body = stripped
-    if body[:1] in "+-":
-        sign = -1 if body[0] == "-" else 1
-        body = body[1:]
-    digits = len(body) - len(body.lstrip("0123456789"))
-    if not digits:
-        return 0, text
-    return sign * int(body[:digits]), body[digits:]
-
-
-def read_int_c(word: str, lo: int, hi: int, ctx: Ctx) -> int:
-    """keepalived's ``read_int_strvec`` (``strtol``) in config-test mode."""
-    value, rest = c_strtol(word)
-    if rest:
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-    elif not -(2**31) <= value <= INT32_MAX:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside integer range")
-    elif not lo <= value <= hi:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside range [{lo}, {hi}]")
-    else:
-        return value
-    raise Invalid()
-
-
-def read_decimal_c(word: str, lo: int, hi: int, shift: int, ctx: Ctx) -> int:
-    """``read_decimal_unsigned_long_func``: the value times 10**shift.
-
-    ``lo`` and ``hi`` are in the scaled unit.  Too many decimal places is
-    reported but the value is kept, rounded.
-    """
-    if word.startswith("-"):
-        ctx.report(Level.INVALID_NUMBER, f"negative number '{word}'")
-        raise Invalid()
-    dot = word.find(".")
-    places = len(word) - dot - 1 if dot >= 0 else 0
-    round_up = False
-    if places > shift:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' has too many decimal places")
-        round_up = word[dot + shift + 1] >= "5"
-        places = shift
-    digits = word[:dot] + word[dot + 1:dot + 1 + places] if dot >= 0 else word
-    digits += "0" * (shift - places)
-    value, rest, overflow = c_strtoul(digits)
-    if round_up:
-        value += 1
-    scale = 10 ** shift
-    if rest:
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-    elif overflow or value > ULONG_MAX:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside unsigned decimal range")
-    elif not lo <= value <= hi:
-        ctx.report(Level.INVALID_NUMBER,
-                   f"number '{word}' outside range [{lo // scale}.{lo % scale:0{shift}d}, "
-                   f"{hi // scale}.{hi % scale:0{shift}d}]")
-    else:
-        return value
-    raise Invalid()
-
-
-def _scaled_text(scaled: int, shift: int) -> str:
-    whole, frac = divmod(scaled, 10 ** shift)
-    text = f"{whole}.{frac:0{shift}d}".rstrip("0").rstrip(".")
-    return text
-
-
-def _to_scaled(value: float, shift: int) -> int:
-    """The exact scaled integer nearest to a float (so rendering round-trips)."""
-    return round(Fraction(value) * 10 ** shift)
 
 
 # -- numbers -----------------------------------------------------------------
@@ -185,7 +63,7 @@ class UInt(Int):
         if not words:
             raise ctx.missing(words, 1)
         try:
-            return read_unsigned_c(words[0], self.lo, self.hi, ctx)
+            return read_unsigned(words[0], self.lo, self.hi, ctx)
         except Invalid:
             if self.error:
                 ctx.report(Level.GENERAL_ERROR, self.error.format(word=words[0], head=_head(ctx)))
@@ -204,14 +82,14 @@ class UInt(Int):
 class SInt(UInt):
     """A signed integer (``read_int_strvec``)."""
 
-    lo: int = -(2**31)
-    hi: int = INT32_MAX
+    lo: int = INT_MIN
+    hi: int = INT_MAX
 
     def parse(self, words: list[str], ctx: Ctx) -> int:
         if not words:
             raise ctx.missing(words, 1)
         try:
-            return read_int_c(words[0], self.lo, self.hi, ctx)
+            return read_int(words[0], self.lo, self.hi, ctx)
         except Invalid:
             if self.error:
                 ctx.report(Level.GENERAL_ERROR, self.error.format(word=words[0], head=_head(ctx)))
@@ -245,8 +123,8 @@ class Timer(Decimal):
 
     def __post_init__(self) -> None:
         # the bounds in keepalived's scaled integer unit, worked out once
-        self._lo = _to_scaled(self.lo, self.digits)
-        self._hi = _to_scaled(self.hi, self.digits)
+        self._lo = to_scaled(self.lo, self.digits)
+        self._hi = to_scaled(self.hi, self.digits)
         if self.digits == 6 and self.hi >= TIMER_MAXIMUM / 10**6:
             self._hi = TIMER_MAXIMUM        # a float cannot hold it exactly
 
@@ -255,7 +133,7 @@ class Timer(Decimal):
             raise ctx.missing(words, 1)
         lo, hi = self._lo, self._hi
         try:
-            scaled = read_decimal_c(words[0], lo, hi, self.digits, ctx)
+            scaled = read_decimal(words[0], lo, hi, self.digits, ctx)
         except Invalid:
             if self.error:
                 ctx.report(Level.GENERAL_ERROR, self.error.format(word=words[0], head=_head(ctx)))
@@ -263,7 +141,7 @@ class Timer(Decimal):
         return scaled / 10 ** self.digits
 
     def render(self, value: float) -> list[str]:
-        return [_scaled_text(_to_scaled(value, self.digits), self.digits)]
+        return [format_decimal(value, self.digits)]
 
 
 # -- words -------------------------------------------------------------------
@@ -396,7 +274,7 @@ def stosockaddr(ip: str, port: str | None, ctx: Ctx) -> bool:
     """
     if port is not None:
         try:
-            read_unsigned_c(port, 1, 65535, ctx)
+            read_unsigned(port, 1, 65535, ctx)
         except Invalid:
             return False
     for stop in "-/":
@@ -483,7 +361,7 @@ class VirtualServerHead(Arg):
             return ("group", words[1])
         if first == "fwmark":
             try:
-                mark = read_unsigned_c(words[1], 0, UINT_MAX, ctx)
+                mark = read_unsigned(words[1], 0, UINT_MAX, ctx)
             except Invalid:
                 ctx.report(Level.GENERAL_ERROR, f"virtual server fwmark '{words[1]}' must be "
                                                 f"in [0, {UINT_MAX}] - ignoring")
@@ -532,7 +410,7 @@ class VsgEntry(Arg):
                            "is missing a parameter after keyword `fwmark` at word position 2")
                 raise Invalid()
             try:
-                mark = read_unsigned_c(words[1], 0, UINT_MAX, ctx)
+                mark = read_unsigned(words[1], 0, UINT_MAX, ctx)
             except Invalid:
                 ctx.report(Level.GENERAL_ERROR, f"({group}): fwmark '{words[1]}' must be in "
                                                 f"[0, {UINT_MAX}] - ignoring")
@@ -659,7 +537,7 @@ class Forwarding(Arg):
                 if i + 1 == len(words):
                     return bad(f"Missing port for {self.server} server gue tunnel.")
                 try:
-                    port = read_unsigned_c(words[i + 1], 1, 65535, ctx)
+                    port = read_unsigned(words[i + 1], 1, 65535, ctx)
                 except Invalid:
                     return bad(f"Invalid gue tunnel port {words[i + 1]} for "
                                f"{self.server} server.")
@@ -702,7 +580,7 @@ def inet_aton_ok(text: str) -> bool:
         if base == 16 and not digits:
             values.append(0)
             continue
-        if not digits or any(c.lower() not in _DIGITS[:base] for c in digits):
+        if not digits or any(c.lower() not in DIGITS[:base] for c in digits):
             return False
         values.append(int(digits, base))
     limits = {1: [2**32], 2: [256, 2**24], 3: [256, 256, 2**16], 4: [256] * 4}[len(values)]
@@ -723,7 +601,7 @@ class Granularity(Arg):
         word = words[0]
         if "." not in word:
             try:
-                return read_unsigned_c(word, 1, 128, ctx)
+                return read_unsigned(word, 1, 128, ctx)
             except Invalid:
                 ctx.report(Level.GENERAL_ERROR,
                            f"Invalid IPv6 persistence_granularity specified - {word}")
@@ -932,10 +810,10 @@ class FileWeight(Arg):
             ctx.report(Level.GENERAL_ERROR, "track file weight missing")
             raise Invalid()
         try:
-            weight = read_int_c(words[0], -INT32_MAX, INT32_MAX, ctx)
+            weight = read_int(words[0], -INT_MAX, INT_MAX, ctx)
         except Invalid:
             ctx.report(Level.GENERAL_ERROR, f"weight for track file must be in "
-                                            f"[{-INT32_MAX}..{INT32_MAX}] inclusive. Ignoring...")
+                                            f"[{-INT_MAX}..{INT_MAX}] inclusive. Ignoring...")
             raise
         reverse = False
         if len(words) > 1:
@@ -964,7 +842,7 @@ class BfdWeight(Arg):
         name = _head(ctx)
         weight = 0
         try:
-            weight = read_int_c(words[0], -253, 253, ctx)
+            weight = read_int(words[0], -253, 253, ctx)
         except Invalid:
             ctx.report(Level.GENERAL_ERROR, f"Configuration error: BFD instance {name} weight "
                                             f"value {words[0]} not valid (must be in range "

@@ -19,14 +19,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diag import Level
+from .numbers import (
+    INT_MAX,
+    INT_MIN,
+    UINT_MAX,
+    WHITE_SPACE,
+    c_strtol,
+    format_decimal,
+    or_none,
+    read_decimal,
+    read_int,
+    read_unsigned,
+)
 from .schema import BOOL_WORDS, Arg, Ctx, Invalid
 
 TIMER_HZ_DIGITS = 6
-UINT_MAX = 2**32 - 1
-INT_MAX = 2**31 - 1
-INT_MIN = -(2**31)
 IFNAMSIZ = 16
-SPACE = " \t\n\r\f\v"
 
 
 def block_name(ctx: Ctx) -> str:
@@ -41,81 +49,6 @@ def block_name(ctx: Ctx) -> str:
 
 def _fmt(template: str, ctx: Ctx, word: str = "", **extra: Any) -> str:
     return template.format(name=block_name(ctx), word=word, kw=ctx.keyword, **extra)
-
-
-# -- keepalived's number readers ----------------------------------------------
-
-def read_unsigned(word: str, lo: int, hi: int, ctx: Ctx) -> int | None:
-    """``read_unsigned_func`` in config-test mode: a value or None after reporting."""
-    text = word.lstrip(SPACE)
-    digits = text[1:] if text.startswith("+") else text
-    if text.startswith("-"):
-        ctx.report(Level.INVALID_NUMBER, f"negative number '{word}'")
-        return None
-    if not digits.isdigit() or not digits.isascii():
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-        return None
-    value = int(digits)
-    if value > UINT_MAX:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside unsigned integer range")
-        return None
-    if not lo <= value <= hi:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside range [{lo}, {hi}]")
-        return None
-    return value
-
-
-def read_signed(word: str, lo: int, hi: int, ctx: Ctx) -> int | None:
-    """``read_int_func`` in config-test mode (strtol base 10)."""
-    text = word.lstrip(SPACE)
-    body = text[1:] if text[:1] in "+-" else text
-    if not body.isdigit() or not body.isascii():
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-        return None
-    value = int(text)
-    if not INT_MIN <= value <= INT_MAX:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside integer range")
-        return None
-    if not lo <= value <= hi:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside range [{lo}, {hi}]")
-        return None
-    return value
-
-
-def read_fixed(word: str, lo: int, hi: int, digits: int, ctx: Ctx) -> int | None:
-    """``read_decimal_unsigned_long_func``: the value scaled by 10**digits, or None.
-
-    ``lo``/``hi`` are in the scaled unit (micro-seconds for timers).
-    """
-    if word.startswith("-"):
-        ctx.report(Level.INVALID_NUMBER, f"negative number '{word}'")
-        return None
-    whole, dot, frac = word.partition(".")
-    round_up = False
-    if dot and len(frac) > digits:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' has too many decimal places")
-        round_up = frac[digits] >= "5"
-        frac = frac[:digits]
-    text = whole + frac + "0" * (digits - len(frac))
-    if not text.isdigit() or not text.isascii():
-        ctx.report(Level.INVALID_NUMBER, f"invalid number '{word}'")
-        return None
-    value = int(text) + (1 if round_up else 0)
-    if value > 2**64 - 1:
-        ctx.report(Level.INVALID_NUMBER, f"number '{word}' outside unsigned decimal range")
-        return None
-    if not lo <= value <= hi:
-        scale = 10 ** digits
-        ctx.report(Level.INVALID_NUMBER,
-                   f"number '{word}' outside range [{lo // scale}.{lo % scale:0{digits}d}, "
-                   f"{hi // scale}.{hi % scale:0{digits}d}]")
-        return None
-    return value
-
-
-def format_fixed(value: float, digits: int) -> str:
-    text = f"{value:.{digits}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _missing(words: Sequence[str], ctx: Ctx, message: str | None) -> Invalid:
@@ -153,7 +86,7 @@ class UInt(Arg):
             raise _missing(words, ctx, self.missing)
         value = None
         if not self.exact or len(words) == 1:
-            value = read_unsigned(words[0], self.lo, self.hi, ctx)
+            value = or_none(read_unsigned, words[0], self.lo, self.hi, ctx)
         if value is None:
             if self.error:
                 ctx.report(Level.GENERAL_ERROR, _fmt(self.error, ctx, words[0]))
@@ -190,7 +123,7 @@ class SInt(Arg):
             if self.bare is not None:
                 return self.bare
             raise _missing(words, ctx, self.missing)
-        value = read_signed(words[0], self.lo, self.hi, ctx)
+        value = or_none(read_int, words[0], self.lo, self.hi, ctx)
         if value is None:
             if self.error:
                 ctx.report(self.level, _fmt(self.error, ctx, words[0]))
@@ -221,8 +154,8 @@ class Timer(Arg):
         if not words:
             raise _missing(words, ctx, self.missing)
         scale = 10 ** self.digits
-        value = read_fixed(words[0], round(self.lo * scale), round(self.hi * scale),
-                           self.digits, ctx)
+        value = or_none(read_decimal, words[0], round(self.lo * scale),
+                        round(self.hi * scale), self.digits, ctx)
         if value is None:
             if self.error:
                 ctx.report(Level.GENERAL_ERROR, _fmt(self.error, ctx, words[0]))
@@ -232,7 +165,7 @@ class Timer(Arg):
         return value / scale
 
     def render(self, value: float) -> list[str]:
-        return [format_fixed(value, self.digits)]
+        return [format_decimal(value, self.digits)]
 
     def describe(self) -> str:
         return f"seconds {self.lo}..{self.hi}"
@@ -431,7 +364,7 @@ class Weight(Arg):
     def parse(self, words: list[str], ctx: Ctx) -> tuple[int, bool]:
         if not words:
             raise _missing(words, ctx, self.missing)
-        weight = read_signed(words[0], self.lo, self.hi, ctx)
+        weight = or_none(read_int, words[0], self.lo, self.hi, ctx)
         if weight is None:
             ctx.report(Level.GENERAL_ERROR, _fmt(self.error, ctx, words[0]))
             if self.fallback is None:
@@ -513,7 +446,7 @@ class TrackLine(Arg):
             if len(words) == 2:
                 ctx.report(Level.GENERAL_ERROR, no_value.format(name=name, tracked=tracked))
                 raise Invalid()
-            weight = read_signed(words[2], -limit, limit, ctx)
+            weight = or_none(read_int, words[2], -limit, limit, ctx)
             if weight is None:
                 ctx.report(Level.GENERAL_ERROR,
                            bad_weight.format(name=name, tracked=tracked, word=words[2]))
@@ -561,7 +494,7 @@ def parse_prefixed(word: str, ctx: Ctx, allow_mask: bool = True) -> tuple[str, i
     addr, slash, mask = word.partition("/") if allow_mask else (word, "", "")
     prefix = full
     if slash:
-        value = read_unsigned(mask, 0, full, ctx)
+        value = or_none(read_unsigned, mask, 0, full, ctx)
         if value is None:
             ctx.report(Level.GENERAL_ERROR,
                        f"Invalid address prefix len {mask} for address {word} - using {full}")
@@ -660,7 +593,7 @@ class AddressLine(Arg):
                 elif word == "preferred_lft":
                     if param == "forever":
                         out += [word, param]
-                    elif (value := read_unsigned(param, 0, UINT_MAX, ctx)) is not None:
+                    elif (value := or_none(read_unsigned, param, 0, UINT_MAX, ctx)) is not None:
                         out += [word, str(value)]
                     else:
                         ctx.report(Level.GENERAL_ERROR, f"preferred_lft {param} is invalid")
@@ -701,7 +634,7 @@ class PeerLine(Arg):
             if i + 1 >= len(words):
                 ctx.report(Level.GENERAL_ERROR, f"({name}) {words[i]} is missing a value")
                 break
-            value = read_unsigned(words[i + 1], 0, 255, ctx)
+            value = or_none(read_unsigned, words[i + 1], 0, 255, ctx)
             if value is not None:
                 if words[i] not in ttls:
                     ctx.report(Level.GENERAL_ERROR,
@@ -849,7 +782,7 @@ class RuleLine(Arg):
                 if word in ("from", "to") and not parse_route_dest(param, ctx):
                     ctx.report(Level.GENERAL_ERROR, f"Invalid rule {word} address {param}")
                     raise Invalid()
-                if word == "goto" and read_unsigned(param, 0, UINT_MAX, ctx) is None:
+                if word == "goto" and or_none(read_unsigned, param, 0, UINT_MAX, ctx) is None:
                     ctx.report(Level.GENERAL_ERROR, "Invalid target goto specified")
                     raise Invalid()
                 i += 2
@@ -911,19 +844,20 @@ class UpDownDelayLine(Arg):
             ctx.report(Level.NOTE, f"Too many parameters for {ifname} up/down delays")
         delays: list[float] = []
         for word, what in zip(words[1:3], ("down", "up"), strict=False):
-            value = read_fixed(word, 0, 255 * 10**6, TIMER_HZ_DIGITS, ctx)
-            if value is None:
+            try:
+                value = read_decimal(word, 0, 255 * 10**6, TIMER_HZ_DIGITS, ctx)
+            except Invalid:
                 ctx.report(Level.NOTE, f"Invalid {what} delay {word} for {ifname}")
-                raise Invalid()
+                raise
             delays.append(value / 10**6)
         if len(delays) == 1:
             delays.append(0.0)
         return (ifname, delays[0], delays[1])
 
     def render(self, value: tuple[str, float, float]) -> list[str]:
-        out = [value[0], format_fixed(value[1], 6)]
+        out = [value[0], format_decimal(value[1], 6)]
         if value[2]:
-            out.append(format_fixed(value[2], 6))
+            out.append(format_decimal(value[2], 6))
         return out
 
 
@@ -1066,12 +1000,12 @@ class GarpExtraIf(Arg):
             if word == "all":
                 all_if = True
                 continue
-            value = read_unsigned(word, self.lo, 86400, ctx)
-            if value is None:
+            try:
+                delay = read_unsigned(word, self.lo, 86400, ctx)
+            except Invalid:
                 ctx.report(Level.GENERAL_ERROR,
                            f"{prefix}{ctx.keyword} '{word}' invalid - ignoring")
-                raise Invalid()
-            delay = value
+                raise
         if delay is None or (self.global_ and delay == 0):
             ctx.report(Level.GENERAL_ERROR,
                        f"{prefix}{ctx.keyword} specified without time - ignoring")
@@ -1100,7 +1034,7 @@ class LvsTimeouts(Arg):
                                f"No value specified for lvs_timeout {word} - ignoring")
                     i += 1
                     continue
-                value = read_unsigned(words[i + 1], 0, 86400 * 31, ctx)
+                value = or_none(read_unsigned, words[i + 1], 0, 86400 * 31, ctx)
                 if value is None:
                     ctx.report(Level.GENERAL_ERROR,
                                f"Invalid lvs_timeout {word} ({words[i + 1]}) - ignoring")
@@ -1157,23 +1091,23 @@ class LvsSyncDaemon(Arg):
                                    f"{param} is not multicast - ignoring")
                     else:
                         out += [word, param]
-                elif read_unsigned(param, *limits[word], ctx) is None:
+                elif (value := or_none(read_unsigned, param, *limits[word], ctx)) is None:
                     ctx.report(Level.GENERAL_ERROR,
                                f"Invalid syncid ({param}) - defaulting to vrid" if word == "id"
                                else f"Invalid lvs_sync_daemon {word} ({param}) - ignoring")
                 else:
-                    out += [word, str(int(param))]
+                    out += [word, str(value)]
                 i += 2
                 continue
             if i == 1:
                 out += ["inst", word]           # old form: IF INSTANCE [SYNCID]
             elif i == 2:
-                if read_unsigned(word, 0, 255, ctx) is None:
+                if (value := or_none(read_unsigned, word, 0, 255, ctx)) is None:
                     ctx.report(Level.GENERAL_ERROR, f"Invalid syncid ({word}) - defaulting to vrid")
                 else:
                     ctx.report(Level.GENERAL_ERROR,
                                'Please use keyword "id" before lvs_sync_daemon SYNCID')
-                    out += ["id", str(int(word))]
+                    out += ["id", str(value)]
             else:
                 ctx.report(Level.GENERAL_ERROR,
                            f"Unknown option {word} specified for lvs_sync_daemon")
@@ -1199,12 +1133,8 @@ class Umask(Arg):
             if len(words) != 1:
                 ctx.report(Level.GENERAL_ERROR, "Extra parameter(s) to umask option")
                 raise Invalid()
-            try:
-                value = int(words[0], 8 if words[0].startswith("0") and words[0] != "0" and
-                            not words[0].lower().startswith("0x") else 0)
-            except ValueError:
-                value = -1
-            if value < 0 or value & ~0o777:
+            value, rest, _ = c_strtol(words[0], 0)     # 0755 is octal, 0x1ff hex
+            if rest or value < 0 or value & ~0o777:
                 ctx.report(Level.GENERAL_ERROR, f"invalid umask value {words[0]}")
                 raise Invalid()
             return value
@@ -1248,12 +1178,12 @@ class CpuList(Arg):
             raise Invalid()
         cpus: list[int] = []
         for word in words:
-            value = read_signed(word, 0, 4095, ctx)
-            if value is None:
+            try:
+                cpus.append(read_int(word, 0, 4095, ctx))
+            except Invalid:
                 ctx.report(Level.GENERAL_ERROR,
                            f"Invalid cpu_id:{word} specified for {self.process} process")
-                raise Invalid()
-            cpus.append(value)
+                raise
         return tuple(cpus)
 
     def render(self, value: Sequence[int]) -> list[str]:
@@ -1271,11 +1201,12 @@ class RtPriority(Arg):
             ctx.report(Level.GENERAL_ERROR,
                        f"No {self.process} process real-time priority specified")
             raise Invalid()
-        value = read_signed(words[0], INT_MIN, INT_MAX, ctx)
-        if value is None:
+        try:
+            value = read_int(words[0], INT_MIN, INT_MAX, ctx)
+        except Invalid:
             ctx.report(Level.GENERAL_ERROR,
                        f"{self.process} process real-time priority '{words[0]}' invalid")
-            raise Invalid()
+            raise
         if value < 1:
             ctx.report(Level.GENERAL_ERROR, f"{self.process} process real-time priority "
                        f"{value} less than minimum 1 - setting to minimum")
@@ -1304,7 +1235,7 @@ class RxBufsPolicy(Arg):
             if word.upper() in ("MTU", "ADVERT"):
                 policies.append(word.upper())
             # keepalived reads the first word as the size whatever word is wrong
-            elif read_unsigned(words[0], 0, UINT_MAX, ctx) is None:
+            elif or_none(read_unsigned, words[0], 0, UINT_MAX, ctx) is None:
                 ctx.report(Level.GENERAL_ERROR, f"Invalid vrrp_rx_bufs_policy {word}")
             else:
                 size = words[0]
@@ -1401,9 +1332,9 @@ class InitFile(Arg):
         value = 0
         overwrite = False
         for raw in words:
-            word = raw.lstrip(SPACE)
+            word = raw.lstrip(WHITE_SPACE)
             if word[:1].isdigit() or word[:1] == "-":
-                number = read_signed(raw, INT_MIN, INT_MAX, ctx)
+                number = or_none(read_int, raw, INT_MIN, INT_MAX, ctx)
                 if number is None:
                     ctx.report(Level.GENERAL_ERROR,
                                f"Track file {name} init value {word} is invalid")
@@ -1473,11 +1404,12 @@ class HmacKey(Arg):
         if len(words) < 2:
             ctx.report(Level.GENERAL_ERROR, f"({name}) auth_hmac key needs an id and a value")
             raise Invalid()
-        key_id = read_unsigned(words[0], 1, 255, ctx)
-        if key_id is None:
+        try:
+            key_id = read_unsigned(words[0], 1, 255, ctx)
+        except Invalid:
             ctx.report(Level.GENERAL_ERROR,
                        f"({name}) auth_hmac key id '{words[0]}' must be between 1 and 255")
-            raise Invalid()
+            raise
         return (key_id, words[1])
 
     def render(self, value: tuple[int, str]) -> list[str]:
