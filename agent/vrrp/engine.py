@@ -248,7 +248,12 @@ class Instance:
                 self._goto_master(now, "advertisement timeout")
             elif self.state == State.MASTER:
                 self._master_tx(now)
-                self._sands = now + self.cfg.advert_int_us / US
+                # From the deadline, not from now: a loop that wakes a little
+                # late must not stretch every interval.
+                interval = self.cfg.advert_int_us / US
+                self._sands += interval
+                if self._sands <= now:
+                    self._sands = now + interval
         return self._flush()
 
     def receive(self, now: float, pkt: Received) -> list[Action]:

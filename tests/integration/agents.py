@@ -55,6 +55,10 @@ class Router:
                     "-f", str(self.conf)]
         else:
             d = self.dir
+            # A killed keepalived leaves its pid files, and 2.2.7 then refuses
+            # to start ("daemon is already running").
+            for stale in ("ka.pid", "vrrp.pid", "chk.pid", "bfd.pid"):
+                (d / stale).unlink(missing_ok=True)
             argv = [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", str(self.conf),
                     "-p", str(d / "ka.pid"), "-r", str(d / "vrrp.pid"),
                     "-c", str(d / "chk.pid"), "-b", str(d / "bfd.pid")]

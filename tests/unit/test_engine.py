@@ -1033,3 +1033,19 @@ def test_v3_unicast_switches_to_the_old_checksum_when_a_peer_uses_it() -> None:
     always = instance("config")
     sent = [a for a in always.tick(100.0) if isinstance(a, SendAdvert)]
     assert sent and sent[0].checksum_dst == pk.VRRP_GROUP_V4
+
+
+def test_a_late_timer_does_not_stretch_the_advert_interval() -> None:
+    """Adverts are paced from their deadlines: waking 3 ms late must not drift the schedule."""
+    inst = Instance(InstanceConfig(name="M", vrid=1, version=3, priority=255,
+                                   initial_master=True, advert_int_us=100_000,
+                                   addresses=(IPv4Address("198.18.0.100"),),
+                                   source=IPv4Address("198.18.0.11")))
+    inst.start(0.0)
+    inst.tick(inst.deadline)
+    assert inst.state == MASTER
+    first = inst.deadline
+    inst.tick(first + 0.003)
+    assert abs(inst.deadline - (first + 0.1)) < 1e-9
+    inst.tick(inst.deadline + 0.5)              # far too late: start again from now
+    assert inst.deadline > first + 0.6
