@@ -26,6 +26,7 @@ IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 IPV6_RECVHOPLIMIT = 51
 IPV6_HOPLIMIT = 52
+IPV6_TCLASS = 67
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 RX_BUFFER = 1 << 20
@@ -93,6 +94,8 @@ class VrrpSocket:
         self.tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, packet.VRRP_PROTO)
         self.tx.setblocking(False)
         self._bind_device(self.tx)
+        # Traffic class network control (CS6), as keepalived's if_setsockopt_priority sets it.
+        self.tx.setsockopt(socket.IPPROTO_IPV6, IPV6_TCLASS, packet.IP_TOS_NETWORK_CONTROL)
         self.tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, packet.TTL)
         self.tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, packet.TTL)
         self.tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
