@@ -50,6 +50,7 @@ class Running:
     work: asyncio.Queue = field(default_factory=asyncio.Queue)
     timer: asyncio.TimerHandle | None = None
     worker: asyncio.Task | None = None
+    resolving: asyncio.Task | None = None
     transitions: list[tuple[float, e.State, e.State]] = field(default_factory=list)
 
 
@@ -236,8 +237,12 @@ class VrrpRuntime:
     def _send(self, run: Running, action: e.SendAdvert) -> None:
         cfg = run.engine.cfg
         if cfg.source is None:
+            # An interface without carrier at start has no IPv6 link-local
+            # address yet: look again, and send from the next advert on.
             log.info("(%s) no source address on %s yet - advert not sent", cfg.name,
                      run.spec.ifname)
+            if run.resolving is None or run.resolving.done():
+                run.resolving = asyncio.create_task(self._resolve_source(run))
             return
         targets = [p.address for p in cfg.peers] if cfg.unicast else [run.spec.group]
         ttl = run.spec.unicast_ttl if cfg.unicast else 255
@@ -248,6 +253,18 @@ class VrrpRuntime:
             except OSError as err:
                 if action.advert.priority or self._link_up.get(run.spec.ifname, True):
                     log.info("(%s) send advert error to %s: %s", cfg.name, dst, err)
+
+    async def _resolve_source(self, run: Running) -> None:
+        cfg = run.engine.cfg
+        try:
+            ifindex = (await self.kernel.link_state(run.spec.ifname)).ifindex
+            source = await self._source_address(ifindex, cfg.family)
+        except KernelError as err:
+            log.info("(%s) %s", cfg.name, err)
+            return
+        if source is not None:
+            log.info("(%s) sending adverts from %s", cfg.name, source)
+            run.engine.cfg = replace(cfg, source=source)
 
     async def _worker(self, run: Running) -> None:
         while True:
