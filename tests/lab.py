@@ -5,13 +5,13 @@ a veth pair whose other end (``v<host>``) sits on bridge ``br0`` in a LAN
 namespace.  Nothing is created in the caller's own namespace, so labs never
 touch the machine's interfaces and several labs can run side by side.
 
-The pyroute2 helpers (``Host.addresses``, ``Host.neighbour_mac``) use the
-synchronous ``IPRoute``, which runs its own event loop: call them from plain
-code, not from inside a running asyncio loop.
+``Host.addresses`` and ``Host.neighbour_mac`` read the host through the ``ip``
+command, so they work from anywhere, also inside a running asyncio loop.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -22,16 +22,11 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
 from typing import Any
 
-from pyroute2 import IPRoute
-
 PREFIX = "kpy"
 LAN = "lan"
 BRIDGE = "br0"
 # the peer is named "v<host>": the whole name must fit in IFNAMSIZ - 1
 _HOST_NAME = re.compile(r"[a-z0-9-]{1,14}")
-# neighbour states that mean "no usable entry"
-_NUD_INCOMPLETE = 0x01
-_NUD_FAILED = 0x20
 
 
 def ip(*args: str) -> None:
@@ -62,10 +57,6 @@ class Host:
     def __repr__(self) -> str:
         return f"Host({self.name!r}, netns={self.netns!r})"
 
-    def _ipr(self) -> IPRoute:
-        # flags=0: never create the namespace if it has gone
-        return IPRoute(netns=self.netns, flags=0)
-
     def spawn(self, argv: list[str], **popen_kw: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the namespace; the lab kills it on close."""
         proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *argv],
@@ -81,26 +72,30 @@ class Host:
         kw.setdefault("timeout", 60)
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], **kw)
 
+    def _ip_json(self, *args: str) -> list[dict[str, Any]]:
+        # The ip command, not pyroute2: pyroute2 forks to enter a namespace and
+        # that fork times out on a loaded machine, while tests poll these often.
+        done = subprocess.run(["ip", "-j", "-n", self.netns, *args], capture_output=True,
+                              text=True, timeout=30)
+        if done.returncode != 0:
+            raise LookupError(f"{self.netns}: ip {' '.join(args)}: {done.stderr.strip()}")
+        return json.loads(done.stdout or "[]")
+
     def addresses(self, ifname: str = "eth0") -> set[str]:
         """The addresses on ``ifname`` as ``"198.18.0.100/24"`` strings."""
-        with self._ipr() as ipr:
-            index = ipr.link_lookup(ifname=ifname)
-            if not index:
-                raise LookupError(f"{self.netns}: no interface {ifname}")
-            return {f"{msg.get('address')}/{msg['prefixlen']}"
-                    for msg in ipr.addr("dump", index=index[0])}
+        links = self._ip_json("addr", "show", "dev", ifname)
+        return {f"{a['local']}/{a['prefixlen']}" for link in links
+                for a in link.get("addr_info", [])}
 
     def neighbour_mac(self, ip: str) -> bytes | None:
         """The MAC this host's ARP/NDP cache holds for ``ip``, if it has a usable one."""
         wanted = ip_address(ip)
-        with self._ipr() as ipr:
-            for msg in ipr.neigh("dump"):
-                dst, lladdr = msg.get("NDA_DST"), msg.get("NDA_LLADDR")
-                if dst is None or lladdr is None or msg["state"] & (_NUD_FAILED |
-                                                                    _NUD_INCOMPLETE):
-                    continue
-                if ip_address(dst) == wanted:
-                    return bytes.fromhex(lladdr.replace(":", ""))
+        for entry in self._ip_json("neigh", "show"):
+            lladdr = entry.get("lladdr")
+            if lladdr is None or {"FAILED", "INCOMPLETE"} & set(entry.get("state", [])):
+                continue
+            if ip_address(entry["dst"]) == wanted:
+                return bytes.fromhex(lladdr.replace(":", ""))
         return None
 
 
@@ -144,9 +139,8 @@ class Lab:
         ip("-n", host.netns, "link", "set", "eth0", "up")
         ip("-n", host.netns, "addr", "add", f"{host.ip4}/24", "dev", "eth0")
         ip("-n", host.netns, "addr", "add", f"{host.ip6}/64", "dev", "eth0", "nodad")
-        with host._ipr() as ipr:
-            link = ipr.link("get", ifname="eth0")[0]
-            host.mac = bytes.fromhex(link.get("IFLA_ADDRESS").replace(":", ""))
+        link = host._ip_json("link", "show", "dev", "eth0")[0]
+        host.mac = bytes.fromhex(link["address"].replace(":", ""))
         return host
 
     def host(self, name: str) -> Host:
