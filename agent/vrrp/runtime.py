@@ -185,21 +185,30 @@ class VrrpRuntime:
         self._perform(run, run.engine.tick(self._loop.time()))
 
     async def _watch_links(self) -> None:
-        async for state in self.kernel.watch_links():
-            if state.ifname not in self._link_up or self._link_up[state.ifname] == state.up:
-                continue
-            self._link_up[state.ifname] = state.up
-            log.info("Netlink reports %s %s", state.ifname, "up" if state.up else "down")
-            now = self._loop.time()
-            for run in self.instances:
-                for tracked in run.spec.tracked:
-                    if tracked.ifname != state.ifname:
-                        continue
-                    if tracked.weight == 0:
-                        up = state.up != tracked.reverse
-                        self._perform(run, run.engine.link(now, up, f"if:{state.ifname}"))
-                    else:
-                        self._apply_weights(run, now)
+        while True:
+            try:
+                async for state in self.kernel.watch_links():
+                    self._on_link(state)
+                return                  # the kernel connection was closed: we are stopping
+            except KernelError as err:
+                # Events were lost: watching again starts with every link's state.
+                log.info("link events lost (%s) - reading links again", err)
+
+    def _on_link(self, state: LinkState) -> None:
+        if state.ifname not in self._link_up or self._link_up[state.ifname] == state.up:
+            return
+        self._link_up[state.ifname] = state.up
+        log.info("Netlink reports %s %s", state.ifname, "up" if state.up else "down")
+        now = self._loop.time()
+        for run in self.instances:
+            for tracked in run.spec.tracked:
+                if tracked.ifname != state.ifname:
+                    continue
+                if tracked.weight == 0:
+                    up = state.up != tracked.reverse
+                    self._perform(run, run.engine.link(now, up, f"if:{state.ifname}"))
+                else:
+                    self._apply_weights(run, now)
 
     def _apply_weights(self, run: Running, now: float) -> None:
         """keepalived's weights: a positive one counts while up, a negative one while down."""
