@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..config.model import Node
 from .engine import US, InstanceConfig, Peer, parse_address
+from .kernel import VirtualAddress, VirtualRoute, VirtualRule
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -151,6 +152,7 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
         garp_lower_prio_delay_us=_us(inst("garp_lower_prio_delay",
                                           "vrrp_garp_lower_prio_delay")),
     )
+    _check_kernel_objects(node, ifname)
     group = ip_address(gget("vrrp_mcast_group6" if family == 6 else "vrrp_mcast_group4"))
     return InstanceSpec(
         cfg=cfg, ifname=ifname, vips=vips, excluded_vips=evips,
@@ -183,3 +185,21 @@ def _word_after(words: tuple[str, ...], key: str) -> str | None:
         if word == key:
             return words[i + 1]
     return None
+
+
+def _check_kernel_objects(node: Node, ifname: str) -> None:
+    """Refuse, with the place in the file, what the kernel adapter cannot carry out."""
+    makers = {
+        "virtual_ipaddress": lambda w: VirtualAddress.from_words(w, ifname),
+        "virtual_ipaddress_excluded": lambda w: VirtualAddress.from_words(w, ifname),
+        "virtual_routes": VirtualRoute.from_words,
+        "virtual_rules": VirtualRule.from_words,
+    }
+    for keyword, make in makers.items():
+        for words in node.get(keyword) or ():
+            try:
+                make(words)
+            except ValueError as err:
+                where = node.value_where.get(keyword) or node.where
+                raise BuildError(f"{where}: ({node.head}) {keyword} '{' '.join(words)}': "
+                                 f"{err}") from None

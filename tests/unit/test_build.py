@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+import pytest
 from keepalived_py.config import parse
-from keepalived_py.vrrp.build import build_instances
+from keepalived_py.vrrp.build import BuildError, build_instances
 
 
 def specs(body: str, globals_: str = ""):
@@ -83,3 +84,9 @@ def test_links_of_vips_routes_and_rules_are_tracked_unless_no_track() -> None:
               "virtual_rules {\nfrom 198.18.0.1 iif eth4 table 100\n}")
     assert [t.ifname for t in s.tracked] == ["eth0", "eth1", "eth3", "eth4"]
     assert all(t.weight == 0 for t in s.tracked)
+
+
+def test_a_route_the_kernel_adapter_cannot_make_is_refused_with_its_place() -> None:
+    with pytest.raises(BuildError, match=r"t\.conf:\d+: \(VI\) virtual_routes .*nexthop"):
+        specs("virtual_ipaddress {\n198.18.0.1\n}\nvirtual_routes {\n"
+              "198.18.9.0/24 nexthop via 198.18.0.2 nexthop via 198.18.0.3\n}")
