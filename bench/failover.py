@@ -48,7 +48,7 @@ from tests.integration.agents import (  # noqa: E402
     vrrp_config,
     wait_for,
 )
-from tests.lab import Host, Lab  # noqa: E402
+from tests.lab import Host, Lab, unwind_on_signals  # noqa: E402
 
 VIP = "198.18.0.100"
 PORT = 7777
@@ -311,26 +311,6 @@ def table(results: dict[tuple[Case, int, str], Result], kinds: Sequence[str],
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def unwind_on_signals() -> None:
-    """SIGTERM, SIGHUP and SIGINT unwind through the ``finally`` blocks that remove the lab.
-
-    Only in this process: pyroute2 forks helpers (to open netlink sockets in a
-    namespace) that inherit the handlers and are ended with SIGTERM; a helper
-    that unwound our stack would remove the lab under our feet.
-    """
-    main_pid = os.getpid()
-
-    def handler(signum: int, _frame: object) -> None:
-        if os.getpid() != main_pid:
-            os._exit(128 + signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

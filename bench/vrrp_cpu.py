@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from failover import KINDS, machine, unwind_on_signals  # noqa: E402  (the sibling bench, for the machine lines)
+from failover import KINDS, machine  # noqa: E402  (the sibling bench, for the machine lines)
 
 from tests.integration.agents import Router, wait_for  # noqa: E402
-from tests.lab import Host, Lab  # noqa: E402
+from tests.lab import Host, Lab, unwind_on_signals  # noqa: E402
 
 HERE = Path(__file__).resolve()
 VRRP_PROTO = 112

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from tests.lab import Host, Lab
+from tests.lab import Host, Lab, unwind_on_signals
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "agent" / "examples" / "ha-pair.conf"
@@ -254,25 +254,6 @@ def story(lab: Lab) -> None:
     finally:
         for node in nodes.values():
             node.crash()
-
-
-def unwind_on_signals() -> None:
-    """Ctrl-C, SIGTERM and SIGHUP unwind through ``finally``, so the lab is always removed.
-
-    SIGINT too, as it may arrive ignored (a background job of a script).  Only
-    in this process: a forked helper (pyroute2 makes some) must just exit.
-    """
-    main_pid = os.getpid()
-
-    def handler(signum: int, _frame: object) -> None:
-        if os.getpid() != main_pid:
-            os._exit(128 + signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
 
 
 def main() -> int:

@@ -43,6 +43,27 @@ def _kill(pid: int) -> None:
         pass
 
 
+def unwind_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP unwind through ``finally``, so a lab is always removed.
+
+    SIGINT too, as it may arrive ignored (a background job of a script).  Only
+    in this process: pyroute2 forks helpers that inherit the handlers and are
+    ended with SIGTERM; a helper that unwound our stack would remove the lab
+    under our feet, so it just exits.
+    """
+    main_pid = os.getpid()
+
+    def handler(signum: int, _frame: object) -> None:
+        if os.getpid() != main_pid:
+            os._exit(128 + signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
 class Host:
     """One host of a lab: a namespace with ``eth0`` on the LAN."""
 

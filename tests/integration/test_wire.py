@@ -31,13 +31,13 @@ import pytest
 
 from tests.conftest import SHARED, tier_missing
 from tests.integration.agents import Router, wait_for
-from tests.integration.capture import read_pcap
 from tests.lab import Host, Lab, ip
+from tests.pcap import read_pcap
 
 REFERENCE = SHARED / "conformance" / "keepalived-2.2.7-runtime" / "pcap"
 REFERENCE_PCAP = REFERENCE / "vrrp_adverts_ka227.pcap"
 UNICAST_HEX = Path(__file__).resolve().parent.parent / "unit" / "data" / "ka227_ipv4_adverts.hex"
-CAPTURE = str(Path(__file__).resolve().parent / "capture.py")
+CAPTURE = str(Path(__file__).resolve().parent.parent / "pcap.py")
 
 # pcap.conf with the lab's addresses; no global_defs, so every default is keepalived's.
 CONFIG = """

@@ -54,6 +54,7 @@ from keepalived_py.vrrp.packet import (
 )
 
 from tests.conftest import SHARED, tier_missing
+from tests.pcap import read_pcap
 
 PCAP = SHARED / "conformance" / "keepalived-2.2.7-runtime" / "pcap" / "vrrp_adverts_ka227.pcap"
 HEX_FIXTURE = Path(__file__).parent / "data" / "ka227_ipv4_adverts.hex"
@@ -85,25 +86,8 @@ SENDER, PEER = V4("198.18.0.1"), V4("198.18.0.2")
 # --- reading the references ------------------------------------------------------------
 
 
-def read_pcap(path: Path) -> list[bytes]:
-    """Frames of a classic pcap file with Ethernet link type."""
-    data = path.read_bytes()
-    magic = data[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        endian = "<"
-    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        endian = ">"
-    else:
-        raise AssertionError(f"not a classic pcap file: {magic.hex()}")
-    link_type = struct.unpack_from(endian + "I", data, 20)[0]
-    assert link_type == 1, "expected Ethernet link type"
-    frames, offset = [], 24
-    while offset < len(data):
-        _, _, caplen, _ = struct.unpack_from(endian + "IIII", data, offset)
-        offset += 16
-        frames.append(data[offset : offset + caplen])
-        offset += caplen
-    return frames
+def read_frames(path: Path) -> list[bytes]:
+    return [frame for _, frame in read_pcap(path)]
 
 
 @dataclass(frozen=True)
@@ -129,7 +113,7 @@ def capture() -> Capture:
     if not PCAP.is_file():
         tier_missing(f"conformance tier: keepalived 2.2.7 VRRP capture not found at {PCAP}")
     vrrp, garps, nas = [], [], []
-    for frame in read_pcap(PCAP):
+    for frame in read_frames(PCAP):
         if ethertype(frame) == 0x0800 and frame[14 + 9] == 112:
             ip = parse_ipv4(frame[14:])
             vrrp.append(Vrrp(ip.src, ip.dst, ip.payload))

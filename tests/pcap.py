@@ -1,6 +1,6 @@
 """Record every frame seen on an interface into a classic pcap file, from inside a namespace.
 
-    python capture.py IFNAME FILE
+    python pcap.py IFNAME FILE
 
 Prints "ready" once the socket is bound, then writes each frame as it comes (flushed at
 once, so a reader may look at the file while the capture runs) until SIGTERM or SIGINT.
