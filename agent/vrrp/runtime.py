@@ -237,10 +237,16 @@ class VrrpRuntime:
 
     def _arm(self, run: Running) -> None:
         deadline = run.engine.deadline
-        if run.timer is not None and (deadline is None or run.timer.when() != deadline):
-            run.timer.cancel()
+        timer = run.timer
+        # Every advert a backup hears moves its deadline later.  Keeping a timer
+        # that fires early (tick() then does nothing and we arm again) is
+        # cheaper than cancelling and re-arming on each packet.
+        if timer is not None and deadline is not None and timer.when() <= deadline:
+            return
+        if timer is not None:
+            timer.cancel()
             run.timer = None
-        if deadline is not None and run.timer is None:
+        if deadline is not None:
             run.timer = self._loop.call_at(deadline, self._on_timer, run)
 
     def _send(self, run: Running, action: e.SendAdvert) -> None:

@@ -124,17 +124,16 @@ class VrrpSocket:
 
     def _frame(self, data: bytes, ancdata: list, addr: tuple) -> Packet | None:
         if self.family == 4:
-            try:
-                dgram = packet.parse_ipv4(data)
-            except packet.PacketError:
+            # Only what finding the instance needs: the engine checks the rest.
+            if len(data) < 20 or data[0] >> 4 != 4:
                 return None
-            payload = dgram.payload
-            if dgram.proto == packet.AH_PROTO:
-                payload = payload[packet.AH_LEN:]
-            vrid = packet.peek_vrid(payload)
-            if vrid is None:
+            offset = (data[0] & 0x0F) * 4
+            if data[9] == packet.AH_PROTO:
+                offset += packet.AH_LEN
+            if len(data) < offset + packet.HEADER_LEN:
                 return None
-            return Packet(vrid, Received(data, dgram.src, dgram.dst))
+            return Packet(data[offset + 1],
+                          Received(data, IPv4Address(data[12:16]), IPv4Address(data[16:20])))
         hop_limit, dst = -1, None
         for level, kind, value in ancdata:
             if level != socket.IPPROTO_IPV6:
