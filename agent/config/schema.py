@@ -140,12 +140,18 @@ class Choice(Arg):
     def parse(self, words: list[str], ctx: Ctx) -> str:
         if not words:
             raise ctx.missing(words, 1)
-        word = words[0]
+        option = self.match(words[0])
+        if option is None:
+            ctx.report(Level.GENERAL_ERROR, f"Invalid {ctx.keyword} '{words[0]}'")
+            raise Invalid()
+        return option
+
+    def match(self, word: str) -> str | None:
+        """The option ``word`` names, in its canonical spelling."""
         for option in self.options:
             if word == option or (self.ignore_case and word.lower() == option.lower()):
                 return option
-        ctx.report(Level.GENERAL_ERROR, f"Invalid {ctx.keyword} '{word}'")
-        raise Invalid()
+        return None
 
     def render(self, value: str) -> list[str]:
         return [value]

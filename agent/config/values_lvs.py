@@ -220,18 +220,12 @@ class Choose(Choice):
             ctx.report(Level.GENERAL_ERROR, self.missing)
             raise Invalid()
         word = words[0]
-        for option in self.options:
-            if word == option or (self.ignore_case and word.lower() == option.lower()):
-                return option
-        ctx.report(Level.GENERAL_ERROR, self.error.format(word=word, keyword=ctx.keyword,
-                                                          head=_head(ctx)))
-        raise Invalid()
-
-    def render(self, value: str) -> list[str]:
-        return [value]
-
-    def describe(self) -> str:
-        return "|".join(self.options)
+        option = self.match(word)
+        if option is None:
+            ctx.report(Level.GENERAL_ERROR, self.error.format(word=word, keyword=ctx.keyword,
+                                                              head=_head(ctx)))
+            raise Invalid()
+        return option
 
 
 @dataclass

@@ -222,6 +222,15 @@ def test_agent_and_keepalived_share_a_segment(routers: tuple[Host, Host, Host], 
         agree(high, low, flavour)
         client_follows(client, flavour, high)
 
+        def comes_back_and_preempts() -> None:
+            since = start(high)
+            wait_for("preemption", lambda: is_master(high, vip, since) and not holds(low, vip)
+                     and state(low) == "BACKUP",
+                     timeout=flavour.master_down(HIGH) + START_SLACK)
+            assert states(high, since) == ["BACKUP", "MASTER"]
+            agree(high, low, flavour)
+            client_follows(client, flavour, high)
+
         # 3. the master dies: the backup takes over and the client follows
         took = signal_and_wait(high, signal.SIGKILL, lambda: is_master(low, vip),
                                "takeover after kill -9",
@@ -232,12 +241,7 @@ def test_agent_and_keepalived_share_a_segment(routers: tuple[Host, Host, Host], 
         client_follows(client, flavour, low)
 
         # 4. the higher one comes back and preempts
-        since = start(high)
-        wait_for("preemption", lambda: is_master(high, vip, since) and not holds(low, vip)
-                 and state(low) == "BACKUP", timeout=flavour.master_down(HIGH) + START_SLACK)
-        assert states(high, since) == ["BACKUP", "MASTER"]
-        agree(high, low, flavour)
-        client_follows(client, flavour, high)
+        comes_back_and_preempts()
 
         # 5. a graceful stop hands over within the backup's skew time
         took = signal_and_wait(high, signal.SIGTERM, lambda: is_master(low, vip),
@@ -249,12 +253,7 @@ def test_agent_and_keepalived_share_a_segment(routers: tuple[Host, Host, Host], 
         client_follows(client, flavour, low)
 
         # 6. and preempts again when it returns
-        since = start(high)
-        wait_for("preemption", lambda: is_master(high, vip, since) and not holds(low, vip)
-                 and state(low) == "BACKUP", timeout=flavour.master_down(HIGH) + START_SLACK)
-        assert states(high, since) == ["BACKUP", "MASTER"]
-        agree(high, low, flavour)
-        client_follows(client, flavour, high)
+        comes_back_and_preempts()
 
         for router in (high, low):
             router.stop(signal.SIGTERM)
