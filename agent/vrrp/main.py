@@ -10,6 +10,7 @@ import time
 
 from ..config import load
 from ..config.diag import EXIT_CANNOT_RUN, Level
+from ..core import sdnotify
 from .build import BuildError, build_instances
 from .runtime import VrrpRuntime
 
@@ -47,11 +48,11 @@ def run(path: str, config_id: str) -> int:
         log.error("Stopping: %s", err)
         return EXIT_CANNOT_RUN
     log.info("Configuration file %s", path)
-    return asyncio.run(_serve(specs))
+    return asyncio.run(_serve(specs, result.root))
 
 
-async def _serve(specs) -> int:  # noqa: ANN001 - list[InstanceSpec]
-    runtime = VrrpRuntime(specs)
+async def _serve(specs, root) -> int:  # noqa: ANN001 - list[InstanceSpec], Node
+    runtime = VrrpRuntime(specs, config=root)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,8 +65,21 @@ async def _serve(specs) -> int:  # noqa: ANN001 - list[InstanceSpec]
         await runtime.stop()
         raise
     log.info("Startup complete")
+    sdnotify.notify("READY=1", f"STATUS=VRRP: {len(specs)} instance(s)")
+    feeding = None
+    if (every := sdnotify.watchdog_interval()) is not None:
+        feeding = asyncio.create_task(_feed_watchdog(every))
     await done.wait()
+    sdnotify.notify("STOPPING=1")
+    if feeding:
+        feeding.cancel()
     log.info("Stopping")
     await runtime.stop()
     log.info("Stopped")
     return 0
+
+
+async def _feed_watchdog(every: float) -> None:
+    while True:
+        sdnotify.notify("WATCHDOG=1")
+        await asyncio.sleep(every)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from ..config.model import Node
 from . import engine as e
 from .build import InstanceSpec
 from .firewall import AcceptModeFirewall, FirewallError
@@ -56,8 +57,10 @@ class Running:
 
 class VrrpRuntime:
     def __init__(self, specs: list[InstanceSpec], kernel: Kernel | None = None,
-                 on_transition: Callable[[Running, e.Transition], None] | None = None) -> None:
+                 on_transition: Callable[[Running, e.Transition], None] | None = None,
+                 config: Node | None = None) -> None:
         self.specs = specs
+        self.config = config            # the model the specs were built from (for dumps)
         self.kernel = kernel or Kernel()
         self.instances: list[Running] = []
         self.on_transition = on_transition
