@@ -1,9 +1,13 @@
-"""``keepalived-py``: keepalived's command line, as far as the agent goes today."""
+"""``keepalived-py``: keepalived's command line, plus ``status`` and ``config``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -12,6 +16,8 @@ from . import __version__
 from .config import load
 from .config.diag import EXIT_CANNOT_RUN, Level
 from .config.render import RenderError, render
+from .core import logs
+from .core.control import DEFAULT_CONTROL_SOCKET
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
 
@@ -28,10 +34,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="id for @id conditional lines (default: host name to the first dot)")
 
 
+SIGNALS = {"STOP": signal.SIGTERM, "RELOAD": signal.SIGHUP, "DATA": signal.SIGUSR1,
+           "STATS": signal.SIGUSR2, "STATS_CLEAR": signal.SIGRTMAX - 1,
+           "JSON": signal.SIGRTMIN + 2}
+DEFAULT_PID = "/run/keepalived.pid"
+DEFAULT_VRRP_PID = "/run/keepalived_vrrp.pid"
+
+
 def _main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keepalived-py",
-        description="A keepalived-compatible HA agent. Reads keepalived.conf unchanged.")
+        description="A keepalived-compatible HA agent. Reads keepalived.conf unchanged. "
+                    "'keepalived-py status' shows the running agent's state; "
+                    "'keepalived-py config render' prints a configuration in canonical form.")
     _common(parser)
     parser.add_argument("-t", "--config-test", nargs="?", const="-", default=None,
                         metavar="LOG_FILE",
@@ -39,19 +54,102 @@ def _main_parser() -> argparse.ArgumentParser:
                              "5 errors but would run, 6 script security")
     parser.add_argument("-d", "--dump-conf", action="store_true",
                         help="print the configuration as read, in canonical form")
-    # keepalived's run options: we always stay in the foreground for now (the
-    # daemon with its children comes with the supervision work); the rest are
-    # accepted so that existing unit files and scripts keep working.
-    parser.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground")
-    parser.add_argument("-l", "--log-console", action="store_true", help="log to the console")
+    parser.add_argument("-n", "--dont-fork", action="store_true",
+                        help="stay in the foreground (as under systemd)")
+    parser.add_argument("-l", "--log-console", action="store_true",
+                        help="log to the console instead of syslog")
     parser.add_argument("-D", "--log-detail", action="store_true", help="detailed log messages")
+    parser.add_argument("-S", "--log-facility", default="daemon", choices=sorted(logs.FACILITIES),
+                        metavar="0-7|local0-7|user|daemon", help="syslog facility")
+    parser.add_argument("-G", "--no-syslog", action="store_true", help="do not log to syslog")
     parser.add_argument("-P", "--vrrp", action="store_true", help="only run VRRP")
-    for short, long in (("-p", "--pid"), ("-r", "--vrrp_pid"), ("-c", "--checkers_pid"),
-                        ("-b", "--bfd_pid")):
-        parser.add_argument(short, long, metavar="FILE", help="pid file (accepted, not used yet)")
+    parser.add_argument("-C", "--check", action="store_true",
+                        help="only run the health checkers (none in this version: no VRRP)")
+    parser.add_argument("-B", "--no_bfd", action="store_true", help="do not run BFD")
+    parser.add_argument("-p", "--pid", default=DEFAULT_PID, metavar="FILE",
+                        help=f"parent pid file (default {DEFAULT_PID})")
+    parser.add_argument("-r", "--vrrp_pid", default=DEFAULT_VRRP_PID, metavar="FILE",
+                        help=f"VRRP process pid file (default {DEFAULT_VRRP_PID})")
+    parser.add_argument("-c", "--checkers_pid", metavar="FILE",
+                        help="checker process pid file (accepted; no checker process yet)")
+    parser.add_argument("-b", "--bfd_pid", metavar="FILE",
+                        help="BFD process pid file (accepted; no BFD process yet)")
+    parser.add_argument("-X", "--release-vips", action="store_true",
+                        help="accepted for compatibility (a debug option of keepalived's)")
+    parser.add_argument("-V", "--dont-release-vrrp", action="store_true",
+                        help="leave VIPs, virtual routes and rules in place on stop")
+    parser.add_argument("-I", "--dont-release-ipvs", action="store_true",
+                        help="leave the IPVS topology in place on stop (no IPVS yet)")
+    parser.add_argument("-R", "--dont-respawn", action="store_true",
+                        help="do not restart a child process that dies: stop instead")
+    parser.add_argument("--signum", choices=sorted(SIGNALS), metavar="|".join(SIGNALS),
+                        help="print the number of the signal for that action and exit")
+    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
+                        help=f"control socket (default {DEFAULT_CONTROL_SOCKET})")
+    parser.add_argument("--metrics-listen", metavar="[ADDR]:PORT",
+                        help="serve Prometheus metrics there (address default 127.0.0.1)")
     parser.add_argument("-v", "--version", action="version",
                         version=f"keepalived-py {__version__}")
     return parser
+
+
+def _status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keepalived-py status",
+                                     description="Show the running agent's state.")
+    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH")
+    parser.add_argument("--json", action="store_true", help="the whole answer, as JSON")
+    parser.add_argument("-w", "--wide", action="store_true", help="list every VIP")
+    return parser
+
+
+def status_command(argv: Sequence[str]) -> int:
+    from .core.control import ControlError, query
+    from .core.status import render_status
+    args = _status_parser().parse_args(argv)
+    try:
+        answer = query(args.control_socket, {"request": "status"})
+    except ControlError as err:
+        print(f"keepalived-py: {err}", file=sys.stderr)
+        return 3        # LSB: program is not running
+    if args.json:
+        json.dump(answer, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_status(answer, wide=args.wide))
+    return 0 if answer.get("ok") else 1
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from .core.supervisor import Settings, Supervisor, already_running, daemonize
+    from .vrrp.main import ConfigRefused, read_config
+    config_id = args.config_id or default_config_id()
+    options = logs.LogOptions(console=args.log_console, detail=args.log_detail,
+                              facility=args.log_facility, syslog=not args.no_syslog)
+    logs.setup("Keepalived", options)
+    log = logging.getLogger("keepalived_py")
+    log.info("Starting keepalived-py %s", __version__)
+    pid = already_running(args.pid)
+    if pid is not None:
+        log.error("daemon is already running (pid %d in %s)", pid, args.pid)
+        return 1
+    try:
+        result, _specs = read_config(args.file, config_id, strict=False)
+    except ConfigRefused as refused:
+        for line in refused.lines:
+            log.error("%s", line)
+        log.error("Stopping: the configuration cannot be run")
+        return EXIT_CANNOT_RUN
+    for diag in result.diags:
+        log.info("%s", diag)
+    if not args.dont_fork:
+        daemonize()
+        logs.setup("Keepalived", options)
+    settings = Settings(
+        path=os.path.abspath(args.file), config_id=config_id, log=options, pid_file=args.pid,
+        vrrp_pid_file=args.vrrp_pid, respawn=not args.dont_respawn,
+        release_vips=not args.dont_release_vrrp, run_vrrp=not args.check,
+        control_socket=args.control_socket or None, metrics_listen=args.metrics_listen)
+    return asyncio.run(Supervisor(settings).run())
 
 
 def _config_parser() -> argparse.ArgumentParser:
@@ -118,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "config":
         return config_command(argv[1:])
+    if argv and argv[0] == "status":
+        return status_command(argv[1:])
     args = _main_parser().parse_args(argv)
     if args.config_test is not None:
         return config_test(args)
@@ -126,9 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(result, sys.stderr)
         sys.stdout.write(render(result.root))
         return result.diags.exit_code()
-    from .vrrp.main import run, setup_logging
-    setup_logging()
-    return run(args.file, args.config_id or default_config_id())
+    if args.signum:
+        print(int(SIGNALS[args.signum]))
+        return 0
+    return run_daemon(args)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -80,8 +82,9 @@ def _echo_agent(name: str, stream: IO[str]) -> None:
 class Node:
     """One router of the pair: keepalived-py and the service behind the VIP."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, rundir: Path) -> None:
         self.host = host
+        self.rundir = rundir            # its pid files and control socket
         self.agent: subprocess.Popen[str] | None = None
         self.service: subprocess.Popen[str] | None = None
 
@@ -96,7 +99,9 @@ class Node:
         self.service.stdout.readline()          # "ready"
         self.agent = self.host.spawn(
             [sys.executable, "-m", "keepalived_py.cli", "-n", "-l", "-D", "-f", str(CONF),
-             "-i", self.name],
+             "-i", self.name, "-p", str(self.rundir / f"{self.name}.pid"),
+             "-r", str(self.rundir / f"{self.name}-vrrp.pid"),
+             "--control-socket", str(self.rundir / f"{self.name}.sock")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=_echo_agent, args=(self.name, self.agent.stdout),
                          daemon=True).start()
@@ -201,8 +206,8 @@ def check_config(lab: Lab) -> None:
         note(f"{name}: {verdict.split(': ', 1)[-1]}")
 
 
-def story(lab: Lab) -> None:
-    nodes = {name: Node(lab.host(name)) for name in NODES}
+def story(lab: Lab, rundir: Path) -> None:
+    nodes = {name: Node(lab.host(name), rundir) for name in NODES}
     a, b = nodes["node-a"], nodes["node-b"]
     down = DOWN_ADVERTS * ADVERT_INT + (256 - PRIORITY["node-b"]) * ADVERT_INT / 256
     try:
@@ -267,11 +272,12 @@ def main() -> int:
           f"the VIP {VIP} moves between the nodes, the client probes it every "
           f"{PROBE_INTERVAL * 1000:.0f} ms.")
     lab = Lab(["node-a", "node-b", "client"])
+    rundir = Path(tempfile.mkdtemp(prefix="kpy-demo-"))
     try:
         for name, host in lab.hosts.items():
             note(f"{name:<7} {host.ip4}  (namespace {host.netns})")
         check_config(lab)
-        story(lab)
+        story(lab, rundir)
     except KeyboardInterrupt:
         heading("interrupted")
         return 130
@@ -283,6 +289,7 @@ def main() -> int:
         return 1
     finally:
         lab.close()
+        shutil.rmtree(rundir, ignore_errors=True)
         heading(f"cleaned up: processes killed, namespaces removed "
                 f"({time.monotonic() - started:.0f} s in all)")
     return 0

@@ -147,10 +147,8 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
         garp_refresh_us=_us(inst("garp_master_refresh", "vrrp_garp_master_refresh")),
         garp_refresh_repeat=inst("garp_master_refresh_repeat",
                                  "vrrp_garp_master_refresh_repeat") or 1,
-        garp_lower_prio_repeat=inst("garp_lower_prio_repeat", "vrrp_garp_lower_prio_repeat")
-        or 0,
-        garp_lower_prio_delay_us=_us(inst("garp_lower_prio_delay",
-                                          "vrrp_garp_lower_prio_delay")),
+        garp_lower_prio_repeat=_lower_prio(node, gget, "repeat"),
+        garp_lower_prio_delay_us=_us(_lower_prio(node, gget, "delay")),
     )
     _check_kernel_objects(node, ifname)
     group = ip_address(gget("vrrp_mcast_group6" if family == 6 else "vrrp_mcast_group4"))
@@ -167,10 +165,29 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
     )
 
 
+def _strict(node: Node, gget) -> bool:  # noqa: ANN001 - a lookup function
+    strict = node.get("strict_mode")
+    return bool(gget("vrrp_strict")) if strict is None else bool(strict)
+
+
+def _lower_prio(node: Node, gget, which: str) -> float:  # noqa: ANN001 - a lookup function
+    """garp_lower_prio_delay / _repeat as 2.2.7 settles them (vrrp.c): unset globally,
+    they follow vrrp_garp_master_delay / _repeat; strict mode forces 0."""
+    if _strict(node, gget):
+        return 0
+    value = node.get(f"garp_lower_prio_{which}")
+    if value is None:
+        value = gget(f"vrrp_garp_lower_prio_{which}")
+    if value is None:
+        value = gget(f"vrrp_garp_master_{which}")
+    if value is None:
+        value = 5
+    return value
+
+
 def _accept(node: Node, gget, priority: int, version: int) -> bool:  # noqa: ANN001
     """keepalived's default: accept unless strict mode; an owner always accepts."""
-    strict = node.get("strict_mode")
-    strict = bool(gget("vrrp_strict")) if strict is None else bool(strict)
+    strict = _strict(node, gget)
     if priority == 255:
         return True
     if node.get("no_accept"):

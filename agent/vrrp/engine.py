@@ -192,12 +192,22 @@ class Instance:
     _ah_seq: int = 0
     _ah_last_rx: int = 0
     _old_checksum: bool = False
+    _leftover: bool = False          # addresses of a died process may be in the kernel
     _out: list[Action] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.base_priority = self.effective_priority = self.cfg.priority
         self._old_checksum = self.cfg.old_unicast_checksum == "config"
         self.master_adver_int_us = self.cfg.advert_int_us
+
+    @property
+    def fault_reasons(self) -> frozenset[str]:
+        return frozenset(self._fault_reasons)
+
+    @property
+    def unicast_checksum_adopted(self) -> bool:
+        """Sending the pre-2.0 VRRPv3 unicast checksum (configured or learnt from a peer)."""
+        return self._old_checksum
 
     # -- timing ----------------------------------------------------------
 
@@ -213,25 +223,61 @@ class Instance:
 
     # -- events ----------------------------------------------------------
 
-    def start(self, now: float, faults: Iterable[str] = ()) -> list[Action]:
+    def start(self, now: float, faults: Iterable[str] = (), resume: bool = False) -> list[Action]:
         """Leave INIT as keepalived's vrrp_init_state does.
 
         ``faults`` names what is down already (e.g. ``"link"``); each clears
         with ``link(now, True, reason)``.
+
+        ``resume``: the instance was MASTER in a VRRP process that died, and
+        its addresses are probably still in the kernel.  It waits Skew_Time
+        only, not Master_Down_Interval, so a restart quicker than the
+        backups' down interval goes unnoticed; a master it hears within that
+        wait is followed as usual (nopreempt is honoured).  The leftover
+        addresses stay until the outcome is known, so traffic keeps flowing.
         """
         cfg = self.cfg
         self._fault_reasons.update(faults)
-        self._out.append(ReleaseAddresses())      # clean start: nothing of ours may be left
+        if resume:
+            self._leftover = True
+        else:
+            self._out.append(ReleaseAddresses())      # clean start: nothing of ours may be left
         if self._fault_reasons:
             self._set_state(State.FAULT, "init")
             self._sands = None
+            self._forget_leftover()
         elif cfg.initial_master and cfg.priority == PRIO_OWNER:
             # The owner becomes master at once: a master-down timer of 1 us.
             self._set_state(State.BACKUP, "init")
             self._sands = now + 1 / US
         else:
             self._set_state(State.BACKUP, "init")
-            self._sands = now + self.master_down_us() / US
+            wait = self.skew_us() if resume else self.master_down_us()
+            self._sands = now + wait / US
+        return self._flush()
+
+    def reconfigure(self, now: float, cfg: InstanceConfig) -> list[Action]:
+        """Take new settings on reload and keep the state.
+
+        The caller keeps the identity (interface, family, VRID) the same; a
+        new base priority takes effect through ``set_priority``.
+        """
+        old = self.cfg
+        self.cfg = cfg
+        if cfg.priority != old.priority:
+            self.base_priority = cfg.priority
+            if PRIO_OWNER in (cfg.priority, old.priority):
+                self.effective_priority = cfg.priority
+        if self.state == State.MASTER:
+            self.master_adver_int_us = cfg.advert_int_us
+            if cfg.advert_int_us != old.advert_int_us and self._sands is not None:
+                self._sands = min(self._sands, now + cfg.advert_int_us / US)
+        elif self.state == State.BACKUP and cfg.version != old.version:
+            self.master_adver_int_us = cfg.advert_int_us
+        if cfg.auth_type != 2:
+            self._ah_seq = 0
+        if cfg.old_unicast_checksum != old.old_unicast_checksum:
+            self._old_checksum = cfg.old_unicast_checksum == "config"
         return self._flush()
 
     def tick(self, now: float) -> list[Action]:
@@ -442,6 +488,7 @@ class Instance:
         preempt_waiting = cfg.preempt_delay_us and (
             self._preempt_time is None or self._preempt_time > now)
         if cfg.nopreempt or adv.priority >= self.effective_priority or preempt_waiting:
+            self._forget_leftover()     # somebody else is master: what we still hold must go
             if cfg.version == 3:
                 self.master_adver_int_us = adv.interval_cs * 10_000
             self.master_source = src
@@ -504,6 +551,7 @@ class Instance:
             self._leave_master(now, State.BACKUP, "higher priority advert")
 
     def _goto_master(self, now: float, reason: str) -> None:
+        self._leftover = False          # TakeAddresses below adds them again, which is harmless
         if self.cfg.auth_type == 2 and self._ah_seq > 0xFFFFFFFD:
             self._ah_seq = 0
         self._preempt_time = None
@@ -546,6 +594,7 @@ class Instance:
             self._sands = None
 
     def _enter_fault(self, now: float) -> None:
+        self._forget_leftover()
         if self.state == State.MASTER:
             self._leave_master(now, State.FAULT, "fault")
         else:
@@ -569,7 +618,13 @@ class Instance:
             self._preempt_time = None
             self._sands = now + self.master_down_us() / US
 
+    def _forget_leftover(self) -> None:
+        if self._leftover:
+            self._out.append(ReleaseAddresses())
+            self._leftover = False
+
     def _restore(self) -> None:
+        self._forget_leftover()
         self._garp_delay_at = self._garp_refresh_at = self._lower_prio_garp_at = None
         if self.vips_set:
             self._out.append(ReleaseAddresses())

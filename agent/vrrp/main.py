@@ -1,85 +1,265 @@
-"""Run the VRRP side of the agent in the foreground until SIGTERM or SIGINT."""
+"""The VRRP process: the instances of one configuration, until told to stop.
+
+The parent (agent/core/supervisor.py) starts it with a socketpair to talk
+over (agent/core/ipc.py): it answers requests (snapshot, reload, dump, stop)
+and sends a heartbeat every second from its event loop, which is how the
+parent tells a hung process from a busy one.  The process also takes
+keepalived's signals itself, as keepalived's children do.  When the parent is
+gone (its end of the line closes) it stops gracefully.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
+import os
 import signal
+import socket
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..config import load
-from ..config.diag import EXIT_CANNOT_RUN, Level
-from ..core import sdnotify
-from .build import BuildError, build_instances
+from ..config import ParseResult, load
+from ..config.diag import Level
+from ..core import logs
+from ..core.ipc import Channel, ChannelClosed, Message
+from .build import BuildError, InstanceSpec, build_instances
 from .runtime import VrrpRuntime
 
 log = logging.getLogger("keepalived_py")
 
-
-class _Formatter(logging.Formatter):
-    """keepalived's console time stamp, with milliseconds added for timing."""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        t = time.localtime(record.created)
-        return (time.strftime("%a %b %d %H:%M:%S", t) + f".{int(record.msecs):03d}"
-                + time.strftime(" %Y", t))
+HEARTBEAT_EVERY = 1.0
+# keepalived's exit codes that tell the parent not to respawn (lib/scheduler.h)
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+SIGJSON = signal.SIGRTMIN + 2
+SIGSTATS_CLEAR = signal.SIGRTMAX - 1
 
 
-def setup_logging(stream=None) -> None:  # noqa: ANN001 - a text stream
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_Formatter("%(asctime)s: %(message)s"))
-    root = logging.getLogger("keepalived_py")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
+class ConfigRefused(Exception):
+    """A configuration that cannot be run; ``lines`` say why, each with file and line."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
 
 
-def run(path: str, config_id: str) -> int:
+def errors_of(result: ParseResult) -> list[str]:
+    """The diagnostics that make a reload refuse a configuration: every error.
+
+    At start keepalived runs a configuration with errors, skipping what is
+    wrong, and so do we; on reload we keep the running one instead (as
+    keepalived does with ``reload_check_config``), since the old one works.
+    """
+    return [str(d) for d in result.diags
+            if Level.OK < d.level < Level.WARNING or d.level is Level.SECURITY_ERROR]
+
+
+def read_config(path: str, config_id: str, strict: bool) -> tuple[ParseResult, list[InstanceSpec]]:
     result = load(path, config_id=config_id)
+    cannot_run = result.diags.highest() in (Level.FILE_NOT_FOUND, Level.FATAL)
+    errors = errors_of(result)
+    if cannot_run or (strict and errors):
+        raise ConfigRefused(errors or [f"{path}: the configuration cannot be run"])
+    try:
+        return result, build_instances(result.root)
+    except BuildError as err:
+        raise ConfigRefused([str(err)]) from None
+
+
+@dataclass
+class Options:
+    path: str
+    config_id: str
+    release: bool = True                # False: -V, leave the VIPs on stop
+    pid_file: str | None = None
+    resume: list[str] = field(default_factory=list)
+    ipc_fd: int | None = None
+    log: logs.LogOptions = field(default_factory=lambda: logs.LogOptions(console=True))
+
+
+class VrrpProcess:
+    def __init__(self, opts: Options, result: ParseResult, specs: list[InstanceSpec]) -> None:
+        self.opts = opts
+        # The parent learns each state change at once: it restarts a died
+        # process with the instances that were MASTER resumed.
+        self.runtime = VrrpRuntime(specs, config=result.root,
+                                   on_transition=lambda _run, _change: self._send_states())
+        self.channel: Channel | None = None
+        self.done = asyncio.Event()
+        self._busy = asyncio.Lock()     # one reload or dump at a time
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.done.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        for sig, kind in ((signal.SIGUSR1, "data"), (signal.SIGUSR2, "stats"),
+                          (SIGJSON, "json"), (SIGSTATS_CLEAR, "stats_clear")):
+            loop.add_signal_handler(sig, lambda kind=kind: self._spawn(self.dump(kind)))
+        if self.opts.ipc_fd is not None:
+            sock = socket.socket(fileno=self.opts.ipc_fd)
+            self.channel = await Channel.open(sock)
+            self._spawn(self._listen())
+        try:
+            await self.runtime.start(resume=self.opts.resume)
+        except Exception:
+            await self.runtime.stop()
+            raise
+        if self.opts.pid_file:
+            Path(self.opts.pid_file).write_text(f"{os.getpid()}\n")
+        log.info("Startup complete")
+        self._event({"event": "ready", "pid": os.getpid()})
+        self._spawn(self._heartbeat())
+        await self.done.wait()
+        log.info("Stopping")
+        await self.runtime.stop(release=self.opts.release)
+        if self.opts.pid_file:
+            Path(self.opts.pid_file).unlink(missing_ok=True)
+        log.info("Stopped")
+        return 0
+
+    def _spawn(self, coro) -> None:  # noqa: ANN001 - a coroutine
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _event(self, message: Message) -> None:
+        if self.channel is not None:
+            try:
+                self.channel.send(message)
+            except ChannelClosed:
+                self.done.set()
+
+    def _send_states(self) -> None:
+        self._event({"event": "heartbeat", "states": self.runtime.states()})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._send_states()
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    async def _listen(self) -> None:
+        assert self.channel is not None
+        await self.channel.serve(lambda message: self._spawn(self._answer(message)))
+        log.info("The parent process is gone - stopping")
+        self.done.set()
+
+    async def _answer(self, message: Message) -> None:
+        what = message.get("request")
+        try:
+            if what == "snapshot":
+                answer = {"ok": True, "result": await self.snapshot()}
+            elif what == "reload":
+                answer = await self.reload()
+            elif what == "dump":
+                answer = await self.dump(str(message.get("kind", "data")))
+            elif what == "stop":
+                self.done.set()
+                answer = {"ok": True}
+            else:
+                answer = {"ok": False, "error": f"unknown request {what!r}"}
+        except Exception as err:  # noqa: BLE001 - an answer, never a dead process
+            log.exception("request %s failed", what)
+            answer = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+        if self.channel is not None:
+            try:
+                self.channel.reply(message, answer)
+            except ChannelClosed:
+                self.done.set()
+
+    async def snapshot(self) -> dict:
+        from .snapshot import vrrp_snapshot
+        return await vrrp_snapshot(self.runtime)
+
+    async def reload(self) -> Message:
+        async with self._busy:
+            log.info("Reloading")
+            began = time.monotonic()
+            try:
+                result, specs = await asyncio.to_thread(
+                    read_config, self.opts.path, self.opts.config_id, True)
+            except ConfigRefused as refused:
+                for line in refused.lines:
+                    log.error("%s", line)
+                log.error("Reload refused: keeping the running configuration")
+                return {"ok": False, "error": "configuration refused", "errors": refused.lines}
+            for diag in result.diags:
+                log.info("%s", diag)
+            report = await self.runtime.reload(specs, result.root)
+            took = time.monotonic() - began
+            log.info("Reload finished in %d usec: %d added, %d removed, %d changed, "
+                     "%d unchanged", took * 1e6, len(report.added), len(report.removed),
+                     len(report.changed), len(report.unchanged))
+            return {"ok": True, "seconds": took, "added": report.added,
+                    "removed": report.removed, "changed": report.changed,
+                    "unchanged": len(report.unchanged)}
+
+    async def dump(self, kind: str) -> Message:
+        from ..core import dumps
+        async with self._busy:
+            words = {"data": "VRRP data", "stats": "VRRP stats",
+                     "stats_clear": "and clearing VRRP stats", "json": "VRRP as json"}
+            if kind not in words:
+                return {"ok": False, "error": f"unknown dump {kind!r}"}
+            log.info("Printing %s for process(%d) on signal", words[kind], os.getpid())
+            snap = await self.snapshot()
+            paths = dumps.dump_paths(snap)
+            if kind == "data":
+                path, text = paths["data"], dumps.data_dump(snap)
+            elif kind == "json":
+                path, text = paths["json"], dumps.json_dump(snap)
+            else:
+                path, text = paths["stats"], dumps.stats_dump(snap)
+                if kind == "stats_clear":
+                    self.runtime.clear_stats()
+            dumps.write_atomic(path, text)
+            return {"ok": True, "path": str(path)}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keepalived-py vrrp process")
+    parser.add_argument("-f", dest="path", required=True)
+    parser.add_argument("-i", dest="config_id", required=True)
+    parser.add_argument("--ipc-fd", type=int)
+    parser.add_argument("--pid-file")
+    parser.add_argument("--resume", default="[]", help="JSON list of instances that were MASTER")
+    parser.add_argument("-V", dest="keep_vips", action="store_true")
+    parser.add_argument("-l", dest="console", action="store_true")
+    parser.add_argument("-D", dest="detail", action="store_true")
+    parser.add_argument("-G", dest="no_syslog", action="store_true")
+    parser.add_argument("-S", dest="facility", default="daemon")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_vips,
+                   pid_file=args.pid_file, resume=json.loads(args.resume), ipc_fd=args.ipc_fd,
+                   log=logs.LogOptions(console=args.console, detail=args.detail,
+                                       facility=args.facility, syslog=not args.no_syslog))
+    return run(opts)
+
+
+def run(opts: Options) -> int:
+    logs.setup("Keepalived_vrrp", opts.log)
+    try:
+        result, specs = read_config(opts.path, opts.config_id, strict=False)
+    except ConfigRefused as refused:
+        for line in refused.lines:
+            log.error("%s", line)
+        log.error("Stopping: the configuration cannot be run")
+        return EXIT_CONFIG
     for diag in result.diags:
         log.info("%s", diag)
-    if result.diags.highest() in (Level.FILE_NOT_FOUND, Level.FATAL):
-        log.error("Stopping: the configuration cannot be run")
-        return EXIT_CANNOT_RUN
-    try:
-        specs = build_instances(result.root)
-    except BuildError as err:
-        log.error("Stopping: %s", err)
-        return EXIT_CANNOT_RUN
-    log.info("Configuration file %s", path)
-    return asyncio.run(_serve(specs, result.root))
+    log.info("Configuration file %s", opts.path)
+    return asyncio.run(VrrpProcess(opts, result, specs).run())
 
 
-async def _serve(specs, root) -> int:  # noqa: ANN001 - list[InstanceSpec], Node
-    runtime = VrrpRuntime(specs, config=root)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: log.info("Reload (SIGHUP) is not supported yet - ignored"))
-    try:
-        await runtime.start()
-    except Exception:
-        await runtime.stop()
-        raise
-    log.info("Startup complete")
-    sdnotify.notify("READY=1", f"STATUS=VRRP: {len(specs)} instance(s)")
-    feeding = None
-    if (every := sdnotify.watchdog_interval()) is not None:
-        feeding = asyncio.create_task(_feed_watchdog(every))
-    await done.wait()
-    sdnotify.notify("STOPPING=1")
-    if feeding:
-        feeding.cancel()
-    log.info("Stopping")
-    await runtime.stop()
-    log.info("Stopped")
-    return 0
-
-
-async def _feed_watchdog(every: float) -> None:
-    while True:
-        sdnotify.notify("WATCHDOG=1")
-        await asyncio.sleep(every)
+if __name__ == "__main__":
+    sys.exit(main())

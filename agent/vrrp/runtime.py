@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import defaultdict
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
@@ -32,7 +32,43 @@ from .transport import Announcer, VrrpSocket
 
 log = logging.getLogger("keepalived_py.vrrp")
 
+TRANSITIONS_KEPT = 20
+
 IPAddress = IPv4Address | IPv6Address
+
+
+def identity(spec: InstanceSpec) -> tuple:
+    """What makes an instance the same VRRP router across a reload (keepalived's
+    vrrp_exist): interface, family, VRID, and its unicast source or multicast group."""
+    cfg = spec.cfg
+    where = ("unicast", spec.source_configured) if cfg.unicast else ("multicast", spec.group)
+    return (spec.ifname, cfg.family, cfg.vrid, where)
+
+
+@dataclass
+class ReloadReport:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Diff:
+    """A master's kernel objects before and after a reload."""
+
+    old: list
+    new: list
+    protected: set      # held by some master after the reload: never removed on the way
+
+    @property
+    def added(self) -> list:
+        return [x for x in self.new if x not in self.old]
+
+    @property
+    def removed(self) -> list:
+        return [x for x in self.old if x not in self.new and x not in self.protected]
 
 
 @dataclass
@@ -52,7 +88,9 @@ class Running:
     timer: asyncio.TimerHandle | None = None
     worker: asyncio.Task | None = None
     resolving: asyncio.Task | None = None
-    transitions: list[tuple[float, e.State, e.State]] = field(default_factory=list)
+    # the recent ones, for the control socket; the log has them all
+    transitions: deque[tuple[float, e.State, e.State]] = field(
+        default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT))
 
 
 class VrrpRuntime:
@@ -69,60 +107,69 @@ class VrrpRuntime:
         self._by_vrid: dict[tuple[int, int], list[Running]] = defaultdict(list)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
+        self._links: dict[str, LinkState] = {}
         self._link_up: dict[str, bool] = {}
-        self._rules: dict[str, list[VirtualRule]] = {}
         self.firewall = AcceptModeFirewall() if any(not s.accept for s in specs) else None
 
     # -- start and stop ------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, resume: Collection[str] = ()) -> None:
+        """Start every instance; those named in ``resume`` were MASTER in a process that died."""
         self._loop = asyncio.get_running_loop()
-        links = {}
+        await self._read_links(self.specs)
+        rules = self._number_rules(self.specs)
         for spec in self.specs:
-            links.setdefault(spec.ifname, await self.kernel.link_state(spec.ifname))
-            for tracked in spec.tracked:
-                if tracked.ifname not in links:
-                    try:
-                        links[tracked.ifname] = await self.kernel.link_state(tracked.ifname)
-                    except KernelError as err:
-                        log.info("(%s) %s - taken as down", spec.cfg.name, err)
-                        links[tracked.ifname] = LinkState(0, tracked.ifname, False, b"", 0)
-        self._link_up = {name: link.up for name, link in links.items()}
-        # Rules without a preference are numbered across the whole config, as keepalived does.
-        numbered = iter(number_rules([VirtualRule.from_words(w) for s in self.specs
-                                      for w in s.rules]))
-        self._rules = {s.cfg.name: [next(numbered) for _ in s.rules] for s in self.specs}
-        for spec in self.specs:
-            self.instances.append(await self._make(spec, links[spec.ifname]))
+            self.instances.append(await self._make(spec, rules[spec.cfg.name]))
         if self.firewall:
             await self.firewall.clean_start()
-        await self.kernel.clean_start(
-            [a for r in self.instances for a in (*r.vips, *r.evips)],
-            [x for r in self.instances for x in r.routes],
-            [x for r in self.instances for x in r.rules])
+        fresh = [r for r in self.instances if r.spec.cfg.name not in resume]
+        await self.kernel.clean_start([a for r in fresh for a in (*r.vips, *r.evips)],
+                                      [x for r in fresh for x in r.routes],
+                                      [x for r in fresh for x in r.rules])
         self._tasks.append(asyncio.create_task(self._watch_links()))
         now = self._loop.time()
         for run in self.instances:
-            run.worker = asyncio.create_task(self._worker(run))
-            faults = [f"if:{t.ifname}" for t in run.spec.tracked
-                      if t.weight == 0 and self._link_up[t.ifname] == t.reverse]
-            self._perform(run, run.engine.start(now, faults))
-            self._apply_weights(run, now)
+            self._begin(run, now, resume=run.spec.cfg.name in resume)
 
-    async def _make(self, spec: InstanceSpec, link) -> Running:  # noqa: ANN001 - LinkState
+    async def _read_links(self, specs: Iterable[InstanceSpec]) -> None:
+        """The state of every interface the instances use or track, once."""
+        for spec in specs:
+            if spec.ifname not in self._links:
+                self._links[spec.ifname] = await self.kernel.link_state(spec.ifname)
+            for tracked in spec.tracked:
+                if tracked.ifname not in self._links:
+                    try:
+                        self._links[tracked.ifname] = await self.kernel.link_state(
+                            tracked.ifname)
+                    except KernelError as err:
+                        log.info("(%s) %s - taken as down", spec.cfg.name, err)
+                        self._links[tracked.ifname] = LinkState(0, tracked.ifname, False, b"", 0)
+                self._link_up.setdefault(tracked.ifname, self._links[tracked.ifname].up)
+            self._link_up.setdefault(spec.ifname, self._links[spec.ifname].up)
+
+    @staticmethod
+    def _number_rules(specs: Iterable[InstanceSpec]) -> dict[str, list[VirtualRule]]:
+        """Rules without a preference are numbered across the whole config, as keepalived does."""
+        specs = list(specs)
+        numbered = iter(number_rules([VirtualRule.from_words(w) for s in specs for w in s.rules]))
+        return {s.cfg.name: [next(numbered) for _ in s.rules] for s in specs}
+
+    def _begin(self, run: Running, now: float, resume: bool = False) -> None:
+        run.worker = asyncio.create_task(self._worker(run))
+        self._perform(run, run.engine.start(now, self._faults(run.spec), resume=resume))
+        self._apply_weights(run, now)
+
+    def _faults(self, spec: InstanceSpec) -> set[str]:
+        """The fault reasons of the tracked links that are down now."""
+        return {f"if:{t.ifname}" for t in spec.tracked
+                if t.weight == 0 and self._link_up[t.ifname] == t.reverse}
+
+    async def _make(self, spec: InstanceSpec, rules: list[VirtualRule]) -> Running:
         cfg = spec.cfg
+        link = self._links[spec.ifname]
         source = spec.source_configured or await self._source_address(link.ifindex, cfg.family)
         engine = e.Instance(replace(cfg, source=source))
-        key = (spec.ifname, cfg.family)
-        sock = self._sockets.get(key)
-        if sock is None:
-            same = [s for s in self.specs if (s.ifname, s.cfg.family) == key]
-            groups = {s.group for s in same if not s.cfg.unicast}
-            ah = any(s.cfg.auth_type == 2 for s in same)
-            sock = self._sockets[key] = VrrpSocket(spec.ifname, link.ifindex, cfg.family,
-                                                   groups, ah)
-            for rx in sock.rx:
-                self._loop.add_reader(rx.fileno(), self._on_readable, sock, rx)
+        sock = self._socket(spec.ifname, cfg.family)
         announcer = self._announcers.get(spec.ifname)
         if announcer is None:
             announcer = self._announcers[spec.ifname] = Announcer(spec.ifname)
@@ -130,10 +177,38 @@ class VrrpRuntime:
             spec=spec, engine=engine, sock=sock, announcer=announcer, mac=link.mac,
             vips=[VirtualAddress.from_words(w, spec.ifname) for w in spec.vips],
             evips=[VirtualAddress.from_words(w, spec.ifname) for w in spec.excluded_vips],
-            routes=[VirtualRoute.from_words(w) for w in spec.routes],
-            rules=self._rules.pop(spec.cfg.name, []))
+            routes=[VirtualRoute.from_words(w) for w in spec.routes], rules=rules)
         self._by_vrid[(id(sock), cfg.vrid)].append(run)
         return run
+
+    def _socket(self, ifname: str, family: int) -> VrrpSocket:
+        """The shared socket of an interface and family, opened as the current specs need it."""
+        key = (ifname, family)
+        same = [s for s in self.specs if (s.ifname, s.cfg.family) == key]
+        groups = {s.group for s in same if not s.cfg.unicast}
+        ah = any(s.cfg.auth_type == 2 for s in same)
+        sock = self._sockets.get(key)
+        if sock is not None and sock.groups == groups and sock.ah == ah:
+            return sock
+        new = VrrpSocket(ifname, self._links[ifname].ifindex, family, groups, ah)
+        for rx in new.rx:
+            self._loop.add_reader(rx.fileno(), self._on_readable, new, rx)
+        self._sockets[key] = new
+        if sock is not None:
+            # Groups or AH changed on reload: the instances move to the new socket.
+            for (sock_id, vrid), runs in list(self._by_vrid.items()):
+                if sock_id == id(sock):
+                    del self._by_vrid[(sock_id, vrid)]
+                    self._by_vrid[(id(new), vrid)] = runs
+                    for run in runs:
+                        run.sock = new
+            self._close_socket(sock)
+        return new
+
+    def _close_socket(self, sock: VrrpSocket) -> None:
+        for rx in sock.rx:
+            self._loop.remove_reader(rx.fileno())
+        sock.close()
 
     async def _source_address(self, ifindex: int, family: int) -> IPAddress | None:
         """The interface's primary IPv4 address, or its IPv6 link-local one (RFC 5798 5.1.2.1)."""
@@ -142,31 +217,186 @@ class VrrpRuntime:
             addrs = [a for a in addrs if a.is_link_local] or addrs
         return addrs[0] if addrs else None
 
-    async def stop(self) -> None:
-        """Graceful stop: priority 0 from masters, every address of ours removed."""
+    async def stop(self, release: bool = True) -> None:
+        """Graceful stop: priority 0 from masters; every address of ours removed unless
+        ``release`` is False (keepalived's -V)."""
         if self._loop is None:
             return
         now = self._loop.time()
         for run in self.instances:
-            self._perform(run, run.engine.stop(now))
+            actions = run.engine.stop(now)
+            if not release:
+                actions = [a for a in actions if not isinstance(a, e.ReleaseAddresses)]
+            self._perform(run, actions)
         for run in self.instances:
             await run.work.join()
         for task in self._tasks:
             task.cancel()
         for run in self.instances:
-            if run.timer:
-                run.timer.cancel()
-            if run.worker:
-                run.worker.cancel()
+            self._retire(run)
         for sock in self._sockets.values():
-            for rx in sock.rx:
-                self._loop.remove_reader(rx.fileno())
-            sock.close()
+            self._close_socket(sock)
         for announcer in self._announcers.values():
             announcer.close()
-        if self.firewall:
+        if self.firewall and release:
             await self.firewall.close()
         await self.kernel.close()
+
+    def _retire(self, run: Running) -> None:
+        if run.timer:
+            run.timer.cancel()
+            run.timer = None
+        if run.worker:
+            run.worker.cancel()
+        if run.resolving:
+            run.resolving.cancel()
+
+    # -- reload ----------------------------------------------------------------
+
+    async def reload(self, specs: list[InstanceSpec], config: Node | None = None) -> ReloadReport:
+        """Apply a new configuration as a difference.
+
+        Instances are matched as keepalived's vrrp_exist matches them: by what
+        the LAN sees (interface, family, VRID, unicast source or multicast
+        group), not by name, so a renamed instance and swapped VRIDs keep
+        their state.  A matched instance keeps its state and timers; a master
+        adds and removes only the addresses that changed, and no address that
+        some master still holds after the reload is ever removed on the way.
+        """
+        loop = self._loop
+        assert loop is not None, "reload before start"
+        began = loop.time()
+        report = ReloadReport()
+        old = {identity(r.spec): r for r in self.instances}
+        new = {identity(s): s for s in specs}
+        await self._read_links(specs)
+        rules = self._number_rules(specs)
+        self.specs, self.config = specs, config
+        if self.firewall is None and any(not s.accept for s in specs):
+            self.firewall = AcceptModeFirewall()
+            await self.firewall.clean_start()
+        # What masters hold once the reload is done.
+        protected = set()
+        for key, run in old.items():
+            if key in new and run.engine.vips_set:
+                spec = new[key]
+                protected |= {VirtualAddress.from_words(w, spec.ifname)
+                              for w in (*spec.vips, *spec.excluded_vips)}
+                protected |= {VirtualRoute.from_words(w) for w in spec.routes}
+                protected |= set(rules[spec.cfg.name])
+        now = loop.time()
+        for key, run in old.items():
+            if key not in new:
+                report.removed.append(run.spec.cfg.name)
+                await self._remove(run, now, protected)
+        instances = []
+        for key, spec in new.items():
+            run = old.get(key)
+            if run is None:
+                run = await self._make(spec, rules[spec.cfg.name])
+                self._begin(run, loop.time())
+                report.added.append(spec.cfg.name)
+            elif run.spec == spec and run.rules == rules[spec.cfg.name]:
+                report.unchanged.append(spec.cfg.name)
+            else:
+                self._update(run, spec, rules[spec.cfg.name], protected, loop.time())
+                report.changed.append(spec.cfg.name)
+            instances.append(run)
+        self.instances = instances
+        for key, sock in list(self._sockets.items()):
+            if not any(r.sock is sock for r in instances):
+                del self._sockets[key]
+                self._close_socket(sock)
+            else:
+                self._socket(*key)      # re-opened if its groups or AH changed
+        for run in instances:
+            await run.work.join()
+        report.seconds = loop.time() - began
+        return report
+
+    async def _remove(self, run: Running, now: float, protected: set) -> None:
+        actions = run.engine.stop(now)
+        release = any(isinstance(a, e.ReleaseAddresses) for a in actions)
+        self._perform(run, [a for a in actions if not isinstance(a, e.ReleaseAddresses)])
+        if release:
+            gone = _Diff(old=[*run.vips, *run.evips, *run.routes, *run.rules], new=[],
+                         protected=protected)
+            run.work.put_nowait(lambda: self._apply_diff(run, gone, run.spec.accept, True))
+        await run.work.join()
+        self._retire(run)
+        self._by_vrid[(id(run.sock), run.spec.cfg.vrid)].remove(run)
+        log.info("(%s) removed", run.spec.cfg.name)
+
+    def _update(self, run: Running, spec: InstanceSpec, rules: list[VirtualRule],
+                protected: set, now: float) -> None:
+        old_spec = run.spec
+        name = spec.cfg.name
+        if old_spec.cfg.name != name:
+            log.info("(%s) renamed to %s", old_spec.cfg.name, name)
+        vips = [VirtualAddress.from_words(w, spec.ifname) for w in spec.vips]
+        evips = [VirtualAddress.from_words(w, spec.ifname) for w in spec.excluded_vips]
+        routes = [VirtualRoute.from_words(w) for w in spec.routes]
+        if run.engine.vips_set:
+            diff = _Diff(old=[*run.vips, *run.evips, *run.routes, *run.rules],
+                         new=[*vips, *evips, *routes, *rules], protected=protected)
+            if diff.added or diff.removed or old_spec.accept != spec.accept:
+                run.work.put_nowait(
+                    lambda: self._apply_diff(run, diff, old_spec.accept, spec.accept))
+        run.vips, run.evips, run.routes, run.rules = vips, evips, routes, rules
+        run.spec = spec
+        cfg = replace(spec.cfg, source=spec.source_configured or run.engine.cfg.source)
+        self._perform(run, run.engine.reconfigure(now, cfg))
+        current = {r for r in run.engine.fault_reasons if r.startswith("if:")}
+        wanted = self._faults(spec)
+        for reason in current - wanted:
+            self._perform(run, run.engine.link(now, True, reason))
+        for reason in wanted - current:
+            self._perform(run, run.engine.link(now, False, reason))
+        self._apply_weights(run, now)
+
+    async def _apply_diff(self, run: Running, diff: _Diff, was_accept: bool,
+                          accept: bool) -> None:
+        """A master's kernel objects from the old set to the new: rules and routes go
+        first, as on release; new addresses are announced."""
+        name = run.spec.cfg.name
+        gone_rules = [x for x in diff.removed if isinstance(x, VirtualRule)]
+        gone_routes = [x for x in diff.removed if isinstance(x, VirtualRoute)]
+        gone_addrs = [x for x in diff.removed if isinstance(x, VirtualAddress)]
+        new_addrs = [x for x in diff.added if isinstance(x, VirtualAddress)]
+        if gone_rules:
+            await self.kernel.remove_rules(gone_rules)
+        if gone_routes:
+            await self.kernel.remove_routes(gone_routes)
+        if gone_addrs:
+            log.info("(%s) removing VIPs %s", name, ", ".join(str(a.address) for a in gone_addrs))
+            await self.kernel.remove_addresses(gone_addrs)
+        if self.firewall:
+            kept = [ip_address(v.address.ip) for v in diff.new if isinstance(v, VirtualAddress)]
+            old = [ip_address(v.address.ip) for v in diff.old if isinstance(v, VirtualAddress)]
+            if not was_accept:
+                await self.firewall.unblock([a for a in old if accept or a not in kept])
+            if not accept:
+                await self.firewall.block([a for a in kept if was_accept or a not in old])
+        if new_addrs:
+            log.info("(%s) adding VIPs %s", name, ", ".join(str(a.address) for a in new_addrs))
+            await self.kernel.add_addresses(new_addrs)
+        new_routes = [x for x in diff.added if isinstance(x, VirtualRoute)]
+        new_rules = [x for x in diff.added if isinstance(x, VirtualRule)]
+        if new_routes:
+            await self.kernel.add_routes(new_routes)
+        if new_rules:
+            await self.kernel.add_rules(new_rules)
+        if new_addrs:
+            await self._announce(run, run.engine.cfg.garp_repeat, new_addrs)
+
+    # -- what the control socket and the dumps read -------------------------------
+
+    def states(self) -> dict[str, str]:
+        return {r.spec.cfg.name: r.engine.state.name for r in self.instances}
+
+    def clear_stats(self) -> None:
+        for run in self.instances:
+            run.engine.stats = e.Stats()
 
     # -- events --------------------------------------------------------------
 
@@ -201,6 +431,7 @@ class VrrpRuntime:
         if state.ifname not in self._link_up or self._link_up[state.ifname] == state.up:
             return
         self._link_up[state.ifname] = state.up
+        self._links[state.ifname] = state
         log.info("Netlink reports %s %s", state.ifname, "up" if state.up else "down")
         now = self._loop.time()
         for run in self.instances:
@@ -288,7 +519,10 @@ class VrrpRuntime:
         while True:
             action = await run.work.get()
             try:
-                await self._kernel_action(run, action)
+                if callable(action):
+                    await action()
+                else:
+                    await self._kernel_action(run, action)
             except Exception as err:  # noqa: BLE001 - a kernel refusal must not stop VRRP
                 log.error("(%s) %s", run.spec.cfg.name, err)
             finally:
@@ -328,15 +562,17 @@ class VrrpRuntime:
     def _addresses(run: Running) -> list[IPAddress]:
         return [ip_address(v.address.ip) for v in (*run.vips, *run.evips)]
 
-    async def _announce(self, run: Running, repeat: int) -> None:
+    async def _announce(self, run: Running, repeat: int,
+                        vips: list[VirtualAddress] | None = None) -> None:
         spec = run.spec
+        vips = [*run.vips, *run.evips] if vips is None else vips
         # A VIP on another link is announced there, with that link's MAC.
         senders = {spec.ifname: (run.announcer, run.mac)}
-        for vip in (*run.vips, *run.evips):
+        for vip in vips:
             if vip.ifname not in senders:
                 senders[vip.ifname] = await self._announcer(vip.ifname)
         for i in range(repeat):
-            for vip in (*run.vips, *run.evips):
+            for vip in vips:
                 address = ip_address(vip.address.ip)
                 announcer, mac = senders[vip.ifname]
                 if announcer is not None:

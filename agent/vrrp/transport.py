@@ -46,6 +46,7 @@ class VrrpSocket:
     def __init__(self, ifname: str, ifindex: int, family: int, groups: set[IPAddress],
                  ah: bool = False) -> None:
         self.ifname, self.ifindex, self.family = ifname, ifindex, family
+        self.groups, self.ah = frozenset(groups), ah
         self.rx: list[socket.socket] = []
         self.errors = 0             # reads that could not even be demultiplexed
         self._ip_id = 0

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,11 +49,12 @@ class Router:
         self.conf.write_text(config)
         self.log = self.dir / "log"
         self.proc: subprocess.Popen | None = None
+        self.extra_args: list[str] = []
 
     def start(self) -> Router:
         if self.kind == "agent":
             argv = [sys.executable, "-m", "keepalived_py.cli", "-n", "-l", "-D",
-                    "-f", str(self.conf)]
+                    "-f", str(self.conf), *self.private_files(), *self.extra_args]
         else:
             d = self.dir
             # A killed keepalived leaves its pid files, and 2.2.7 then refuses
@@ -62,9 +64,20 @@ class Router:
             argv = [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", str(self.conf),
                     "-p", str(d / "ka.pid"), "-r", str(d / "vrrp.pid"),
                     "-c", str(d / "chk.pid"), "-b", str(d / "bfd.pid")]
+        # keepalived writes its dumps to $TMPDIR: each router gets its own
+        env = {**os.environ, "TMPDIR": str(self.dir)}
         with self.log.open("a") as log:
-            self.proc = self.host.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = self.host.spawn(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
+
+    def private_files(self) -> list[str]:
+        """Pid files and control socket of our own, so that agents in a lab never meet."""
+        return ["-p", str(self.dir / "agent.pid"), "-r", str(self.dir / "vrrp.pid"),
+                "--control-socket", str(self.control)]
+
+    @property
+    def control(self) -> Path:
+        return self.dir / "control.sock"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Graceful with SIGTERM (waits for the exit), or SIGKILL of the whole group."""
@@ -93,22 +106,26 @@ class Router:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def messages(self, since: float = 0.0) -> list[tuple[float, str]]:
+        """The agent's log messages with their wall-clock times, from ``since`` on."""
+        found = []
+        for line in self.log_text().splitlines():
+            match = _LOG_LINE.fullmatch(line)
+            if match is None:
+                continue
+            stamp = time.mktime(time.strptime(f"{match[1]} {match[3]}", "%a %b %d %H:%M:%S %Y"))
+            stamp += int(match[2]) / 1000
+            if stamp >= since - 0.001:
+                found.append((stamp, match[4]))
+        return found
+
     def times(self, text: str, since: float = 0.0) -> list[float]:
         """Wall-clock times (``time.time()``) of the agent's log lines containing ``text``.
 
         The agent stamps its lines to the millisecond, truncated: a line logged
         at ``since`` may read up to 1 ms earlier, hence the allowance.
         """
-        found = []
-        for line in self.log_text().splitlines():
-            match = _LOG_LINE.fullmatch(line)
-            if match is None or text not in match[4]:
-                continue
-            stamp = time.mktime(time.strptime(f"{match[1]} {match[3]}", "%a %b %d %H:%M:%S %Y"))
-            stamp += int(match[2]) / 1000
-            if stamp >= since - 0.001:
-                found.append(stamp)
-        return found
+        return [stamp for stamp, message in self.messages(since) if text in message]
 
     def wait_log(self, text: str, since: float = 0.0, timeout: float = 10.0) -> float:
         """The time of the first log line containing ``text`` at or after ``since``."""
@@ -121,6 +138,52 @@ class Router:
         if self.proc is not None:
             self.stop(signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Probe:
+    """A client sending a numbered UDP probe to a VIP every ``interval`` seconds."""
+
+    def __init__(self, client: Host, vip: str, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.replies: list[tuple[int, float, float, str]] = []     # seq, sent, answered, who
+        self.proc = client.spawn([sys.executable, VIPPROBE, "watch", vip, "7777", str(interval),
+                                  "3600"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            seq, sent, got, who = line.split()
+            self.replies.append((int(seq), float(sent), float(got), who))
+
+    def wait_answered(self, timeout: float = 10.0) -> None:
+        wait_for("the client's first reply", lambda: self.replies, timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        self._reader.join(5)
+
+    def since(self, start: float) -> list[tuple[int, float, float, str]]:
+        """Replies to probes sent at or after ``start`` (time.monotonic())."""
+        return [r for r in self.replies if r[1] >= start]
+
+    def longest_gap(self, start: float = 0.0) -> float:
+        """The longest time between two replies (to probes sent after ``start``)."""
+        got = sorted(r[2] for r in self.since(start))
+        return max((b - a for a, b in zip(got, got[1:], strict=False)), default=0.0)
+
+    def lost(self, start: float = 0.0) -> int:
+        """Probes sent after ``start`` (up to the last answered one) that got no reply."""
+        seqs = sorted({r[0] for r in self.since(start)})
+        return (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
+
+    def who(self, start: float = 0.0) -> set[str]:
+        return {r[3] for r in self.since(start)}
 
 
 def holders(routers: Iterable[Router], vip: str) -> list[str]:

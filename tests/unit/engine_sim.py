@@ -138,9 +138,14 @@ class Segment:
 
     # -- things that happen to a node at a given time ------------------------
 
-    def start(self, node: Node, at: float = 0.0, faults: tuple[str, ...] = ()) -> list[Action]:
+    def start(self, node: Node, at: float = 0.0, faults: tuple[str, ...] = (),
+              resume: bool = False) -> list[Action]:
         self.run_until(at)
-        return self._handle(node, node.inst.start(self.now, faults))
+        return self._handle(node, node.inst.start(self.now, faults, resume=resume))
+
+    def reconfigure(self, node: Node, at: float, cfg: InstanceConfig) -> list[Action]:
+        self.run_until(at)
+        return self._handle(node, node.inst.reconfigure(self.now, cfg))
 
     def stop(self, node: Node, at: float) -> list[Action]:
         self.run_until(at)

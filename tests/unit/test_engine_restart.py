@@ -1,0 +1,150 @@
+"""The engine across a restart of the VRRP process and across a reload.
+
+``start(resume=True)``: the instance was MASTER in a process that died; its
+addresses are probably still in the kernel.  ``reconfigure``: new settings
+for a running instance, its state kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from keepalived_py.vrrp.engine import (
+    US,
+    ReleaseAddresses,
+    SendAdvert,
+    State,
+    TakeAddresses,
+)
+
+from tests.unit.engine_sim import Segment
+from tests.unit.test_engine import VIP2, A, B, at, config, down
+
+BACKUP, MASTER, FAULT = State.BACKUP, State.MASTER, State.FAULT
+
+
+def skew(priority: int) -> float:
+    return (256 - priority) / 256
+
+
+def releases(node) -> list[float]:  # noqa: ANN001 - engine_sim.Node
+    return [t for t, a in node.log if isinstance(a, ReleaseAddresses)]
+
+
+def test_resumed_master_waits_skew_only_and_keeps_its_addresses_meanwhile() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    actions = seg.start(node, 0.0, resume=True)
+    assert not any(isinstance(a, ReleaseAddresses) for a in actions)
+    assert node.inst.deadline == at(skew(150))
+    seg.run_until(skew(150) + 0.001)
+    assert node.times_entered(MASTER) == [at(skew(150))]
+    assert TakeAddresses() in node.actions(at=node.times_entered(MASTER)[0])
+    assert releases(node) == []
+
+
+def test_resumed_master_silences_a_lower_backup_that_was_about_to_take_over() -> None:
+    seg = Segment()
+    peer = seg.add(config("P", B, 100))
+    node = seg.add(config("R", A, 150))
+    seg.start(peer, 0.0)
+    # our process died just before 0; it is back at 1.5 s, before the peer's down timer.
+    seg.start(node, 1.5, resume=True)
+    seg.run_until(20.0)
+    assert peer.times_entered(MASTER) == []
+    assert node.times_entered(MASTER) == [at(1.5 + skew(150))]
+
+
+def test_resumed_instance_that_hears_a_higher_master_drops_the_leftovers() -> None:
+    seg = Segment()
+    high = seg.add(config("H", B, 200))
+    seg.start(high, 0.0)
+    seg.run_until(5.0)
+    assert high.state == MASTER
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 5.05, resume=True)
+    # The master's next advert (every 1 s) may come after our skew of 0.41 s:
+    # then we take over for an instant and yield to its advert.  Either way the
+    # leftover addresses go and one master remains.
+    seg.run_until(10.0)
+    assert high.state == MASTER and node.state == BACKUP
+    assert releases(node), "the addresses left by the died process were not removed"
+
+
+def test_resumed_nopreempt_instance_follows_the_lower_master_it_hears() -> None:
+    seg = Segment()
+    low = seg.add(config("L", B, 100))
+    seg.start(low, 0.0)
+    seg.run_until(5.0)
+    node = seg.add(config("R", A, 150, nopreempt=True))
+    # the lower master adverts at down(100) + k s; its next one comes within our skew (0.41 s)
+    seg.start(node, 5.3, resume=True)
+    seg.run_until(20.0)
+    assert low.state == MASTER and node.state == BACKUP
+    assert node.times_entered(MASTER) == []
+    assert releases(node) == [at(down(100) + 2)]
+
+
+def test_resumed_instance_with_a_fault_drops_the_leftovers() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    actions = seg.start(node, 0.0, faults=("link",), resume=True)
+    assert node.state == FAULT
+    assert ReleaseAddresses() in actions
+
+
+def test_resumed_instance_stopped_before_the_outcome_drops_the_leftovers() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0, resume=True)
+    actions = seg.stop(node, 0.1)
+    assert ReleaseAddresses() in actions
+
+
+def test_reconfigure_keeps_a_master_master_and_adverts_the_new_addresses() -> None:
+    seg = Segment()
+    peer = seg.add(config("P", B, 100))
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0)
+    seg.start(peer, 0.0)
+    seg.run_until(10.0)
+    assert node.state == MASTER
+    # Both routers get the new address list (a peer with the old one would drop
+    # our adverts as addr_list_err and take over: that is its config's doing).
+    new = replace(node.inst.cfg, addresses=(*node.inst.cfg.addresses, VIP2))
+    seg.reconfigure(peer, 10.1, replace(peer.inst.cfg, addresses=new.addresses))
+    actions = seg.reconfigure(node, 10.2, new)
+    assert not any(isinstance(a, (ReleaseAddresses, TakeAddresses)) for a in actions)
+    seg.run_until(20.0)
+    assert node.transitions()[-1][2] == MASTER and len(node.times_entered(MASTER)) == 1
+    assert peer.times_entered(MASTER) == []
+    last = [a for _t, a in node.log if isinstance(a, SendAdvert)][-1]
+    assert last.advert.addresses == new.addresses
+
+
+def test_reconfigure_to_a_faster_interval_applies_from_the_next_advert() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0)
+    seg.run_until(5.0)
+    seg.reconfigure(node, 5.0, replace(node.inst.cfg, advert_int_us=US // 4))
+    seg.run_until(8.0)
+    times = [t for t, _adv in node.adverts() if t > 6.0]
+    gaps = {round(b - a, 6) for a, b in zip(times, times[1:], strict=False)}
+    assert gaps == {0.25}
+
+
+def test_reconfigure_priority_of_a_backup_lets_it_preempt() -> None:
+    seg = Segment()
+    master = seg.add(config("M", B, 150))
+    node = seg.add(config("R", A, 100))
+    seg.start(master, 0.0)
+    seg.start(node, 0.0)
+    seg.run_until(10.0)
+    assert master.state == MASTER
+    seg.reconfigure(node, 10.0, replace(node.inst.cfg, priority=200))
+    seg.set_priority(node, 10.0, 200)
+    seg.run_until(20.0)
+    assert node.state == MASTER and master.state == BACKUP
+    # it ignored the lower master's adverts and took over at its down timer
+    assert node.times_entered(MASTER)[0] <= 10.0 + 1.0 + down(200) + 1e-6
