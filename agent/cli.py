@@ -37,15 +37,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
 SIGNALS = {"STOP": signal.SIGTERM, "RELOAD": signal.SIGHUP, "DATA": signal.SIGUSR1,
            "STATS": signal.SIGUSR2, "STATS_CLEAR": signal.SIGRTMAX - 1,
            "JSON": signal.SIGRTMIN + 2}
-DEFAULT_PID = "/run/keepalived.pid"
-DEFAULT_VRRP_PID = "/run/keepalived_vrrp.pid"
+# Under /run/keepalived-py (systemd's RuntimeDirectory), not keepalived's
+# /run/keepalived*.pid: a host migrating from keepalived may have both installed.
+DEFAULT_PID = "/run/keepalived-py/keepalived.pid"
+DEFAULT_VRRP_PID = "/run/keepalived-py/vrrp.pid"
 
 
 def _main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keepalived-py",
         description="A keepalived-compatible HA agent. Reads keepalived.conf unchanged. "
-                    "'keepalived-py status' shows the running agent's state; "
+                    "'keepalived-py status' shows the running agent's state, "
+                    "'keepalived-py reload' reloads it and waits; "
                     "'keepalived-py config render' prints a configuration in canonical form.")
     _common(parser)
     parser.add_argument("-t", "--config-test", nargs="?", const="-", default=None,
@@ -102,6 +105,27 @@ def _status_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reload_command(argv: Sequence[str]) -> int:
+    """Reload and wait for the outcome: exit 0 when applied, 1 when refused."""
+    from .core.control import ControlError, query
+    parser = argparse.ArgumentParser(prog="keepalived-py reload",
+                                     description="Reload the running agent and wait.")
+    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH")
+    args = parser.parse_args(argv)
+    try:
+        answer = query(args.control_socket, {"request": "reload"}, timeout=300)
+    except ControlError as err:
+        print(f"keepalived-py: {err}", file=sys.stderr)
+        return 3
+    if answer.get("ok"):
+        print("reloaded")
+        return 0
+    for line in answer.get("errors") or [answer.get("error", "reload failed")]:
+        print(line, file=sys.stderr)
+    print("keepalived-py: reload refused: the running configuration is kept", file=sys.stderr)
+    return 1
+
+
 def status_command(argv: Sequence[str]) -> int:
     from .core.control import ControlError, query
     from .core.status import render_status
@@ -120,7 +144,13 @@ def status_command(argv: Sequence[str]) -> int:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from .core.supervisor import Settings, Supervisor, already_running, daemonize
+    from .core.supervisor import (
+        Settings,
+        Supervisor,
+        already_running,
+        daemonize,
+        reload_check_log,
+    )
     from .vrrp.main import ConfigRefused, read_config
     config_id = args.config_id or default_config_id()
     options = logs.LogOptions(console=args.log_console, detail=args.log_detail,
@@ -148,7 +178,8 @@ def run_daemon(args: argparse.Namespace) -> int:
         path=os.path.abspath(args.file), config_id=config_id, log=options, pid_file=args.pid,
         vrrp_pid_file=args.vrrp_pid, respawn=not args.dont_respawn,
         release_vips=not args.dont_release_vrrp, run_vrrp=not args.check,
-        control_socket=args.control_socket or None, metrics_listen=args.metrics_listen)
+        control_socket=args.control_socket or None, metrics_listen=args.metrics_listen,
+        reload_check_log=reload_check_log(result.root))
     return asyncio.run(Supervisor(settings).run())
 
 
@@ -218,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_command(argv[1:])
     if argv and argv[0] == "status":
         return status_command(argv[1:])
+    if argv and argv[0] == "reload":
+        return reload_command(argv[1:])
     args = _main_parser().parse_args(argv)
     if args.config_test is not None:
         return config_test(args)

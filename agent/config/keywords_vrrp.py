@@ -595,6 +595,9 @@ GLOBAL_DEFS = GLOBAL_DEFS.acting({
     "vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat", "vrrp_garp_interval",
     "vrrp_gna_interval", "vrrp_version", "vrrp_check_unicast_src", "vrrp_skip_check_adv_addr",
     "vrrp_higher_prio_send_advert", "vrrp_lower_prio_no_advert", "vrrp_down_timer_adverts",
+    # the daemon (agent/core): reloads are checked, dumps go where these say
+    "reload_check_config", "state_dump_file", "stats_dump_file", "json_dump_file",
+    "data_use_instance",
 })
 
 # -- the top level --------------------------------------------------------------

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..config.model import Node
 from ..vrrp.main import EXIT_CONFIG, EXIT_FATAL, SIGJSON, SIGSTATS_CLEAR, ConfigRefused, read_config
 from . import sdnotify
 from .logs import LogOptions
@@ -65,6 +66,9 @@ class Settings:
     run_vrrp: bool = True               # not -C
     control_socket: str | None = None
     metrics_listen: str | None = None
+    # reload_check_config LOG_FILE.  A reload is always checked before it is
+    # applied, with or without the keyword (keepalived checks only with it).
+    reload_check_log: str | None = None
 
 
 @dataclass
@@ -120,6 +124,7 @@ class Supervisor:
                           (SIGJSON, "json"), (SIGSTATS_CLEAR, "stats_clear")):
             loop.add_signal_handler(sig, lambda kind=kind: self._spawn_task(self.dump(kind)))
         if self.s.pid_file:
+            Path(self.s.pid_file).parent.mkdir(parents=True, exist_ok=True)
             Path(self.s.pid_file).write_text(f"{os.getpid()}\n")
         if self.s.control_socket:
             from .control import serve_control
@@ -297,13 +302,16 @@ class Supervisor:
             log.info("Reloading")
             try:
                 try:
-                    await asyncio.to_thread(read_config, self.s.path, self.s.config_id, True)
+                    result, _specs = await asyncio.to_thread(
+                        read_config, self.s.path, self.s.config_id, True)
                 except ConfigRefused as refused:
                     for line in refused.lines:
                         log.error("%s", line)
                     log.error("Reload refused: the running configuration is kept")
+                    self._write_check_log(refused.lines)
                     return {"ok": False, "error": "configuration refused",
                             "errors": refused.lines}
+                self.s.reload_check_log = reload_check_log(result.root)
                 answers = {}
                 for child in self.children:
                     answers[child.name] = await self._ask(child, {"request": "reload"}, 300.0)
@@ -311,6 +319,16 @@ class Supervisor:
                 return {"ok": ok, "children": answers}
             finally:
                 self._ready()
+
+    def _write_check_log(self, lines: list[str]) -> None:
+        """``reload_check_config LOG_FILE``: the refused reload's errors go there too."""
+        if not self.s.reload_check_log:
+            return
+        try:
+            with open(self.s.reload_check_log, "a", encoding="utf-8") as out:
+                out.writelines(f"{line}\n" for line in lines)
+        except OSError as err:
+            log.error("cannot write %s: %s", self.s.reload_check_log, err)
 
     async def dump(self, kind: str) -> dict[str, Any]:
         answers: dict[str, Any] = {}
@@ -363,6 +381,15 @@ class Supervisor:
         server = start_metrics_server(self.s.metrics_listen, state_from_loop(loop, self.handle))
         log.info("Prometheus metrics on http://%s/metrics", self.s.metrics_listen)
         self._metrics = server.close
+
+
+def reload_check_log(root: Node) -> str | None:
+    """The LOG_FILE of ``reload_check_config LOG_FILE``, if given."""
+    for glob in root.blocks("global_defs"):
+        value = glob.get("reload_check_config")
+        if value:
+            return os.path.abspath(value)
+    return None
 
 
 def already_running(pid_file: str | None) -> int | None:

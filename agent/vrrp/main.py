@@ -112,6 +112,7 @@ class VrrpProcess:
             await self.runtime.stop()
             raise
         if self.opts.pid_file:
+            Path(self.opts.pid_file).parent.mkdir(parents=True, exist_ok=True)
             Path(self.opts.pid_file).write_text(f"{os.getpid()}\n")
         log.info("Startup complete")
         self._event({"event": "ready", "pid": os.getpid()})

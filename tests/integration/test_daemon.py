@@ -45,9 +45,9 @@ vrrp_instance {name} {{
 """
 
 
-def config(router_id: str, *instances: str) -> str:
-    return f"global_defs {{\n    router_id {router_id}\n    vrrp_garp_master_delay 1\n}}\n" \
-        + "".join(instances)
+def config(router_id: str, *instances: str, globals_: str = "") -> str:
+    return (f"global_defs {{\n    router_id {router_id}\n    vrrp_garp_master_delay 1\n"
+            f"    {globals_}\n}}\n" + "".join(instances))
 
 
 class Pair:
@@ -61,10 +61,11 @@ class Pair:
         for name in ("r1", "r2"):
             serve(lab.host(name))
 
-    def start(self, make: Callable[[int], list[str]]) -> tuple[Router, Router]:
+    def start(self, make: Callable[[int], list[str]],
+              globals_: str = "") -> tuple[Router, Router]:
         """``make(priority)`` gives the instances of a router."""
-        r1 = Router(self.lab.host("r1"), config("r1", *make(150)))
-        r2 = Router(self.lab.host("r2"), config("r2", *make(100)))
+        r1 = Router(self.lab.host("r1"), config("r1", *make(150), globals_=globals_))
+        r2 = Router(self.lab.host("r2"), config("r2", *make(100), globals_=globals_))
         self.routers += [r1, r2]
         r1.start()
         r2.start()
@@ -241,8 +242,10 @@ def test_reload_renamed_instance_keeps_its_state(pair: Pair) -> None:
     assert probe.lost(mono) == 0
 
 
-def test_reload_with_a_bad_config_keeps_the_running_one(pair: Pair) -> None:
-    r1, r2 = pair.start(lambda p: [instance("VI_1", 51, p, [VIP_A])])
+def test_reload_with_a_bad_config_keeps_the_running_one(pair: Pair, tmp_path: Path) -> None:
+    check_log = tmp_path / "reload-check.log"
+    r1, r2 = pair.start(lambda p: [instance("VI_1", 51, p, [VIP_A])],
+                        globals_=f"reload_check_config {check_log}")
     probe = pair.probe(VIP_A)
     mono = time.monotonic()
     good = r1.conf.read_text()
@@ -253,14 +256,19 @@ def test_reload_with_a_bad_config_keeps_the_running_one(pair: Pair) -> None:
     refused = r1.wait_log("Reload refused", since=hup)
     line = next(i for i, text in enumerate(bad.splitlines(), 1) if "banana" in text)
     assert f"{r1.conf}:{line}:" in r1.log_text(), "the error does not name file and line"
+    assert f"{r1.conf}:{line}:" in check_log.read_text()
     settle()
     assert transitions(r1, hup) == [] and holders(pair.routers, VIP_A) == ["r1"]
     assert probe.lost(mono) == 0
+    # `keepalived-py reload` waits for the outcome and says it
+    done = keepalived_py("reload", "--control-socket", str(r1.control))
+    assert done.returncode == 1 and f"{r1.conf}:{line}:" in done.stderr, done
     # the agent still answers, and a good config is taken afterwards
     r1.conf.write_text(good.replace(f"{VIP_A}/24", f"{VIP_A}/24\n        {VIP_B}/24"))
-    r1.proc.send_signal(signal.SIGHUP)
-    r1.wait_log("Reload finished", since=refused)
-    wait_for("the VIP of the good config", lambda: r1.has(VIP_B), timeout=5)
+    done = keepalived_py("reload", "--control-socket", str(r1.control))
+    assert done.returncode == 0, done
+    assert r1.times("Reload finished", since=refused)
+    assert r1.has(VIP_B), "the reload answered before the new VIP was in place"
 
 
 # -- signals and their files -----------------------------------------------------------
