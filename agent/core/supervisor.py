@@ -179,7 +179,7 @@ class Supervisor:
         for path in (self.s.pid_file, self.s.vrrp_pid_file):
             if path:
                 Path(path).unlink(missing_ok=True)
-        log.info("Stopped keepalived-py")
+        log.info("Stopped keepalived-py %s", __version__)
 
     # -- children ---------------------------------------------------------------
 
@@ -299,7 +299,7 @@ class Supervisor:
     async def reload(self) -> dict[str, Any]:
         async with self._reloading:
             sdnotify.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
-            log.info("Reloading")
+            log.info("Reloading ...")
             try:
                 try:
                     result, _specs = await asyncio.to_thread(

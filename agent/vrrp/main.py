@@ -118,7 +118,8 @@ class VrrpProcess:
         self._event({"event": "ready", "pid": os.getpid()})
         self._spawn(self._heartbeat())
         await self.done.wait()
-        log.info("Stopping")
+        if self.channel is None:        # with a parent, the parent says it
+            log.info("Stopping")
         await self.runtime.stop(release=self.opts.release)
         if self.opts.pid_file:
             Path(self.opts.pid_file).unlink(missing_ok=True)

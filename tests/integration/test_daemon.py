@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -371,3 +372,68 @@ def test_prometheus_metrics_on_the_optional_listener(pair: Pair) -> None:
                and line.endswith(" 1.0") for line in lines), done.stdout
     sent = [line for line in lines if line.startswith("keepalived_py_vrrp_adverts_sent_total{")]
     assert sent and float(sent[0].rsplit(" ", 1)[1]) >= 1
+
+
+def _keys(block: list[str]) -> list[str]:
+    """The field names of a dump block: the text before " = ", or for a line without
+    one (a VIP, the fds) the line with its numbers and the "set" mark taken out."""
+    keys = []
+    for line in block:
+        key = line.split(" = ", 1)[0] if " = " in line else re.sub(r"[\d.]+", "N", line)
+        keys.append(key.removesuffix(" set").rstrip(":").rstrip())
+    return keys
+
+
+def _instance_block(data: str) -> list[str]:
+    lines = data.splitlines()
+    start = lines.index(" VRRP Instance = VI_1")
+    end = next(i for i in range(start + 1, len(lines))
+               if not lines[i].startswith("   "))
+    return lines[start:end]
+
+
+def test_dump_files_read_like_keepalived_s_on_the_same_lan(pair: Pair) -> None:
+    """keepalived 2.2.7 (master) and our agent (backup: its dump has every line a
+    master's has, plus the master's address and priority) run the same instance;
+    each is sent keepalived's dump signals, and a parser of keepalived's files must
+    find in ours every field it finds in keepalived's, in the same layout."""
+    theirs = Router(pair.lab.host("r1"), config("r1", instance("VI_1", 51, 150, [VIP_A])),
+                    kind="keepalived")
+    ours = Router(pair.lab.host("r2"), config("r2", instance("VI_1", 51, 100, [VIP_A])))
+    pair.routers += [ours, theirs]
+    theirs.start()
+    ours.start()
+    wait_for("keepalived to be MASTER", lambda: "Entering MASTER STATE" in theirs.log_text(), 15)
+    ours.wait_log("Entering BACKUP STATE", timeout=15)
+    settle(1.5)
+    for router in (ours, theirs):
+        for sig, name in ((signal.SIGUSR1, "keepalived.data"), (signal.SIGUSR2, "keepalived.stats"),
+                          (signal.SIGRTMIN + 2, "keepalived.json")):
+            router.proc.send_signal(sig)
+            wait_for(f"{router.name}'s {name}", lambda r=router, n=name: (r.dir / n).exists()
+                     and (r.dir / n).stat().st_size > 0, timeout=10)
+    def read(router: Router, name: str) -> str:
+        return (router.dir / name).read_text()
+
+    # stats: the same text once the numbers are taken out
+    assert re.sub(r"\d+", "N", read(ours, "keepalived.stats")) == \
+        re.sub(r"\d+", "N", read(theirs, "keepalived.stats"))
+    # JSON: the same keys in the same order, with the same types
+    (mine,), (their,) = json.loads(read(ours, "keepalived.json")), \
+        json.loads(read(theirs, "keepalived.json"))
+    for part in ("data", "stats"):
+        assert list(mine[part]) == list(their[part]), part
+        for key, value in their[part].items():
+            assert type(mine[part][key]) is type(value), (part, key)
+    assert (mine["data"]["state"], their["data"]["state"]) == (1, 2)
+    # data: every field of keepalived's instance block, in keepalived's order
+    our_keys = _keys(_instance_block(read(ours, "keepalived.data")))
+    their_keys = _keys(_instance_block(read(theirs, "keepalived.data")))
+    missing = [k for k in their_keys if k not in our_keys]
+    assert missing == [], f"fields keepalived prints that we do not: {missing}"
+    assert [k for k in our_keys if k in their_keys] == their_keys
+    assert {k for k in our_keys if k not in their_keys} == {"   Master router",
+                                                           "   Master priority"}
+    for section in ("------< Global definitions >------", "------< VRRP Topology >------",
+                    "------< Interfaces >------"):
+        assert section in read(ours, "keepalived.data")
