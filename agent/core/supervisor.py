@@ -209,8 +209,9 @@ class Supervisor:
         child.ready, child.restarting = False, False
         child.last_heartbeat = time.monotonic()
         log.info("Starting %s child process, pid=%d", child.ident, child.proc.pid)
-        self._spawn_task(child.channel.serve(lambda m, c=child: self._on_event(c, m)))
-        self._spawn_task(self._reap(child, child.proc))
+        listening = asyncio.create_task(
+            child.channel.serve(lambda m, c=child: self._on_event(c, m)))
+        self._spawn_task(self._reap(child, child.proc, listening))
 
     def _on_event(self, child: Child, message: dict[str, Any]) -> None:
         event = message.get("event")
@@ -224,8 +225,15 @@ class Supervisor:
             if first and all(c.ready for c in self.children):
                 self._ready()
 
-    async def _reap(self, child: Child, proc: asyncio.subprocess.Process) -> None:
+    async def _reap(self, child: Child, proc: asyncio.subprocess.Process,
+                    listening: asyncio.Task) -> None:
         code = await proc.wait()
+        # Its last words (a state change just before it died) may still be in the
+        # socket: read them to the end, or a MASTER would not be resumed.
+        try:
+            await asyncio.wait_for(asyncio.shield(listening), 2.0)
+        except TimeoutError:
+            listening.cancel()
         if child.channel is not None:
             child.channel.close()
         child.last_exit = (f"killed by {signal.Signals(-code).name}" if code < 0

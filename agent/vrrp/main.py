@@ -28,6 +28,7 @@ from ..config.diag import Level
 from ..core import logs
 from ..core.ipc import Channel, ChannelClosed, Message
 from .build import BuildError, InstanceSpec, build_instances
+from .kernel import KernelError
 from .runtime import VrrpRuntime
 
 log = logging.getLogger("keepalived_py")
@@ -108,6 +109,12 @@ class VrrpProcess:
             self._spawn(self._listen())
         try:
             await self.runtime.start(resume=self.opts.resume)
+        except (KernelError, OSError) as err:
+            # A link that is not there, a socket refused: say it in one line; the
+            # parent stops too (keepalived's EXIT_FATAL), a restart would not help.
+            log.error("Stopping: cannot start VRRP: %s", err)
+            await self.runtime.stop()
+            return EXIT_FATAL
         except Exception:
             await self.runtime.stop()
             raise
