@@ -48,7 +48,8 @@ def _main_parser() -> argparse.ArgumentParser:
         prog="keepalived-py",
         description="A keepalived-compatible HA agent. Reads keepalived.conf unchanged. "
                     "'keepalived-py status' shows the running agent's state, "
-                    "'keepalived-py reload' reloads it and waits; "
+                    "'keepalived-py reload' reloads it and waits, "
+                    "'keepalived-py set' changes an instance's live state; "
                     "'keepalived-py config render' prints a configuration in canonical form.")
     _common(parser)
     parser.add_argument("-t", "--config-test", nargs="?", const="-", default=None,
@@ -124,6 +125,42 @@ def reload_command(argv: Sequence[str]) -> int:
         print(line, file=sys.stderr)
     print("keepalived-py: reload refused: the running configuration is kept", file=sys.stderr)
     return 1
+
+
+def set_command(argv: Sequence[str]) -> int:
+    """Maintenance: a priority override or a forced BACKUP, and back."""
+    from .core.control import ControlError, query
+    parser = argparse.ArgumentParser(
+        prog="keepalived-py set",
+        description="Change an instance's live state: kept across reloads, not restarts.")
+    parser.add_argument("instance")
+    parser.add_argument("--priority", metavar="1-254|none",
+                        help="override the configured priority; 'none' goes back to it")
+    parser.add_argument("--force-backup", choices=("on", "off"),
+                        help="on: hand over and never become master; off: back to normal")
+    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH")
+    args = parser.parse_args(argv)
+    request: dict[str, object] = {"request": "set", "instance": args.instance}
+    if args.priority is not None:
+        try:
+            request["priority"] = None if args.priority == "none" else int(args.priority)
+        except ValueError:
+            parser.error(f"--priority {args.priority}: a number or 'none'")
+    if args.force_backup is not None:
+        request["force_backup"] = args.force_backup == "on"
+    if len(request) == 2:
+        parser.error("nothing to set: give --priority or --force-backup")
+    try:
+        answer = query(args.control_socket, request)
+    except ControlError as err:
+        print(f"keepalived-py: {err}", file=sys.stderr)
+        return 3
+    if not answer.get("ok"):
+        print(f"keepalived-py: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(f"{answer['instance']}: {answer['state']}, priority {answer['effective_priority']}"
+          f"{' (forced BACKUP)' if answer['force_backup'] else ''}")
+    return 0
 
 
 def status_command(argv: Sequence[str]) -> int:
@@ -251,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status_command(argv[1:])
     if argv and argv[0] == "reload":
         return reload_command(argv[1:])
+    if argv and argv[0] == "set":
+        return set_command(argv[1:])
     args = _main_parser().parse_args(argv)
     if args.config_test is not None:
         return config_test(args)

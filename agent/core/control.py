@@ -20,6 +20,8 @@ request         other fields                answer
 ``dump``        ``"what"``: ``data``,       ``{"ok": true, ...}`` once the file is written, as
                 ``stats``, ``stats_clear``  SIGUSR1 (data), SIGUSR2 (stats) and keepalived's
                 or ``json``                 STATS_CLEAR and JSON signals do
+``set``         ``instance``, ``priority``  maintenance: a priority override (null clears
+                and/or ``force_backup``     it) or a forced BACKUP, kept across reloads
 ==============  ==========================  ===================================================
 
 Any failure is ``{"ok": false, "error": TEXT}``: a line that is not a JSON object
@@ -55,7 +57,7 @@ log = logging.getLogger("keepalived_py.control")
 DEFAULT_CONTROL_SOCKET = "/run/keepalived-py/control.sock"
 MAX_LINE = 64 * 1024
 PERMISSION_DENIED = "permission denied: root only"
-REQUESTS = ("status", "reload", "dump")
+REQUESTS = ("status", "reload", "dump", "set")
 DUMP_KINDS = ("data", "stats", "stats_clear", "json")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]

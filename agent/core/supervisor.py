@@ -112,6 +112,8 @@ class Supervisor:
         self._control = None
         self._metrics: Callable[[], None] | None = None
         self._reloading = asyncio.Lock()
+        # the operator's maintenance settings, handed to a restarted VRRP process
+        self.overrides: dict[str, dict[str, Any]] = {}
 
     # -- life cycle -------------------------------------------------------------
 
@@ -188,7 +190,7 @@ class Supervisor:
                 "--ipc-fd", str(fd), *self.s.log.argv()]
         if child.name == "vrrp":
             masters = [name for name, state in child.states.items() if state == "MASTER"]
-            argv += ["--resume", json.dumps(masters)]
+            argv += ["--resume", json.dumps(masters), "--overrides", json.dumps(self.overrides)]
             if self.s.vrrp_pid_file:
                 argv += ["--pid-file", self.s.vrrp_pid_file]
             if not self.s.release_vips:
@@ -382,7 +384,20 @@ class Supervisor:
             return await self.reload()
         if what == "dump":
             return await self.dump(str(request.get("what", "data")))
+        if what == "set":
+            return await self.set_override(request)
         return {"ok": False, "error": f"unknown request {what!r}"}
+
+    async def set_override(self, request: dict[str, Any]) -> dict[str, Any]:
+        vrrp = self._vrrp()
+        if vrrp is None:
+            return {"ok": False, "error": "no VRRP process runs"}
+        fields = {k: request[k] for k in ("instance", "priority", "force_backup") if k in request}
+        answer = await self._ask(vrrp, {"request": "set", **fields})
+        if answer.get("ok"):
+            self.overrides[answer["instance"]] = {"priority": answer["priority_override"],
+                                                  "force_backup": answer["force_backup"]}
+        return answer
 
     def _start_metrics(self, loop: asyncio.AbstractEventLoop) -> None:
         from .metrics import start_metrics_server, state_from_loop

@@ -193,6 +193,7 @@ class Instance:
     _ah_last_rx: int = 0
     _old_checksum: bool = False
     _leftover: bool = False          # addresses of a died process may be in the kernel
+    _held: bool = False              # forced BACKUP: never becomes master
     _out: list[Action] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -344,6 +345,28 @@ class Instance:
         if self.state == State.BACKUP and self._sands is not None:
             self._sands += (self.master_down_us() - old_down) / US
         return self._flush()
+
+    def hold(self, now: float, on: bool) -> list[Action]:
+        """Forced BACKUP, for maintenance: the instance never becomes master while held.
+
+        A master hands over at once, with a priority-0 advert as on stop; a
+        backup stays one even when no master is heard (then nobody holds the
+        addresses: that is what was asked).  Not in keepalived, which has no
+        such switch; ``set_priority`` is its usual stand-in.
+        """
+        if on == self._held:
+            return []
+        self._held = on
+        self._log("forced to BACKUP" if on else "no longer forced to BACKUP")
+        if on and self.state == State.MASTER:
+            self._send_advert(PRIO_STOP)
+            self.stats.pri_zero_sent += 1
+            self._leave_master(now, State.BACKUP, "forced backup")
+        return self._flush()
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     def stop(self, now: float) -> list[Action]:
         """Graceful stop: a master sends priority 0 so a backup takes over within its skew."""
@@ -551,6 +574,11 @@ class Instance:
             self._leave_master(now, State.BACKUP, "higher priority advert")
 
     def _goto_master(self, now: float, reason: str) -> None:
+        if self._held:
+            self._forget_leftover()
+            self._set_state(State.BACKUP, reason)
+            self._sands = now + self.master_down_us() / US
+            return
         self._leftover = False          # TakeAddresses below adds them again, which is harmless
         if self.cfg.auth_type == 2 and self._ah_seq > 0xFFFFFFFD:
             self._ah_seq = 0

@@ -29,7 +29,7 @@ from ..core import logs
 from ..core.ipc import Channel, ChannelClosed, Message
 from .build import BuildError, InstanceSpec, build_instances
 from .kernel import KernelError
-from .runtime import VrrpRuntime
+from .runtime import Override, VrrpRuntime
 
 log = logging.getLogger("keepalived_py")
 
@@ -79,6 +79,7 @@ class Options:
     release: bool = True                # False: -V, leave the VIPs on stop
     pid_file: str | None = None
     resume: list[str] = field(default_factory=list)
+    overrides: dict[str, Override] = field(default_factory=dict)
     ipc_fd: int | None = None
     log: logs.LogOptions = field(default_factory=lambda: logs.LogOptions(console=True))
 
@@ -108,7 +109,7 @@ class VrrpProcess:
             self.channel = await Channel.open(sock)
             self._spawn(self._listen())
         try:
-            await self.runtime.start(resume=self.opts.resume)
+            await self.runtime.start(resume=self.opts.resume, overrides=self.opts.overrides)
         except (KernelError, OSError) as err:
             # A link that is not there, a socket refused: say it in one line; the
             # parent stops too (keepalived's EXIT_FATAL), a restart would not help.
@@ -168,6 +169,8 @@ class VrrpProcess:
                 answer = await self.reload()
             elif what == "dump":
                 answer = await self.dump(str(message.get("kind", "data")))
+            elif what == "set":
+                answer = self.set_override(message)
             elif what == "stop":
                 self.done.set()
                 answer = {"ok": True}
@@ -181,6 +184,18 @@ class VrrpProcess:
                 self.channel.reply(message, answer)
             except ChannelClosed:
                 self.done.set()
+
+    def set_override(self, message: Message) -> Message:
+        name = str(message.get("instance"))
+        given = {k: message[k] for k in ("priority", "force_backup") if k in message}
+        try:
+            wanted = self.runtime.override(name, **given)
+        except (KeyError, ValueError) as err:
+            return {"ok": False, "error": str(err.args[0])}
+        run = next(r for r in self.runtime.instances if r.spec.cfg.name == name)
+        return {"ok": True, "instance": name, "priority_override": wanted.priority,
+                "force_backup": wanted.force_backup, "state": run.engine.state.name,
+                "effective_priority": run.engine.effective_priority}
 
     async def snapshot(self) -> dict:
         from .snapshot import vrrp_snapshot
@@ -238,6 +253,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ipc-fd", type=int)
     parser.add_argument("--pid-file")
     parser.add_argument("--resume", default="[]", help="JSON list of instances that were MASTER")
+    parser.add_argument("--overrides", default="{}",
+                        help='JSON {"name": {"priority": P, "force_backup": B}}')
     parser.add_argument("-V", dest="keep_vips", action="store_true")
     parser.add_argument("-l", dest="console", action="store_true")
     parser.add_argument("-D", dest="detail", action="store_true")
@@ -248,8 +265,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    overrides = {name: Override(**o) for name, o in json.loads(args.overrides).items()}
     opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_vips,
                    pid_file=args.pid_file, resume=json.loads(args.resume), ipc_fd=args.ipc_fd,
+                   overrides=overrides,
                    log=logs.LogOptions(console=args.console, detail=args.detail,
                                        facility=args.facility, syslog=not args.no_syslog))
     return run(opts)

@@ -45,6 +45,17 @@ def identity(spec: InstanceSpec) -> tuple:
     return (spec.ifname, cfg.family, cfg.vrid, where)
 
 
+KEEP = object()     # an override argument that was not given
+
+
+@dataclass(frozen=True)
+class Override:
+    """The operator's maintenance settings for one instance."""
+
+    priority: int | None = None
+    force_backup: bool = False
+
+
 @dataclass
 class ReloadReport:
     added: list[str] = field(default_factory=list)
@@ -88,6 +99,7 @@ class Running:
     timer: asyncio.TimerHandle | None = None
     worker: asyncio.Task | None = None
     resolving: asyncio.Task | None = None
+    priority_override: int | None = None    # maintenance: replaces the configured priority
     # the recent ones, for the control socket; the log has them all
     transitions: deque[tuple[float, e.State, e.State]] = field(
         default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT))
@@ -99,6 +111,7 @@ class VrrpRuntime:
                  config: Node | None = None) -> None:
         self.specs = specs
         self.config = config            # the model the specs were built from (for dumps)
+        self.overrides: dict[str, Override] = {}
         self.kernel = kernel or Kernel()
         self.instances: list[Running] = []
         self.on_transition = on_transition
@@ -113,9 +126,12 @@ class VrrpRuntime:
 
     # -- start and stop ------------------------------------------------------
 
-    async def start(self, resume: Collection[str] = ()) -> None:
-        """Start every instance; those named in ``resume`` were MASTER in a process that died."""
+    async def start(self, resume: Collection[str] = (),
+                    overrides: dict[str, Override] | None = None) -> None:
+        """Start every instance; those named in ``resume`` were MASTER in a process that
+        died, ``overrides`` are the operator's settings it had (see ``override``)."""
         self._loop = asyncio.get_running_loop()
+        self.overrides = dict(overrides or {})
         await self._read_links(self.specs)
         rules = self._number_rules(self.specs)
         for spec in self.specs:
@@ -156,8 +172,19 @@ class VrrpRuntime:
 
     def _begin(self, run: Running, now: float, resume: bool = False) -> None:
         run.worker = asyncio.create_task(self._worker(run))
+        wanted = self.overrides.get(run.spec.cfg.name, Override())
+        run.priority_override = wanted.priority
+        if run.priority_override is not None:
+            run.engine.reconfigure(now, replace(run.engine.cfg, priority=self._base(run)))
+        if wanted.force_backup:
+            run.engine.hold(now, True)
         self._perform(run, run.engine.start(now, self._faults(run.spec), resume=resume))
         self._apply_weights(run, now)
+
+    @staticmethod
+    def _base(run: Running) -> int:
+        """The base priority: the operator's override, or the configured one."""
+        return run.priority_override or run.spec.cfg.priority
 
     def _faults(self, spec: InstanceSpec) -> set[str]:
         """The fault reasons of the tracked links that are down now."""
@@ -344,7 +371,8 @@ class VrrpRuntime:
                     lambda: self._apply_diff(run, diff, old_spec.accept, spec.accept))
         run.vips, run.evips, run.routes, run.rules = vips, evips, routes, rules
         run.spec = spec
-        cfg = replace(spec.cfg, source=spec.source_configured or run.engine.cfg.source)
+        cfg = replace(spec.cfg, source=spec.source_configured or run.engine.cfg.source,
+                      priority=self._base(run))
         self._perform(run, run.engine.reconfigure(now, cfg))
         current = {r for r in run.engine.fault_reasons if r.startswith("if:")}
         wanted = self._faults(spec)
@@ -393,6 +421,35 @@ class VrrpRuntime:
 
     def states(self) -> dict[str, str]:
         return {r.spec.cfg.name: r.engine.state.name for r in self.instances}
+
+    def override(self, name: str, *, priority: int | None | object = KEEP,
+                 force_backup: bool | object = KEEP) -> Override:
+        """Maintenance settings of an instance, kept across reloads (by name).
+
+        ``priority`` replaces the configured priority (1..254; None: back to the
+        configured one); tracked weights still apply.  ``force_backup``: see
+        ``Instance.hold``.
+        """
+        run = next((r for r in self.instances if r.spec.cfg.name == name), None)
+        if run is None:
+            raise KeyError(f"no instance {name!r}")
+        if priority is not KEEP and priority is not None and not (
+                isinstance(priority, int) and 1 <= priority <= 254):
+            raise ValueError(f"priority {priority!r}: an override is 1 to 254, or null")
+        now = self._loop.time()
+        current = self.overrides.get(name, Override())
+        wanted = Override(current.priority if priority is KEEP else priority,
+                          current.force_backup if force_backup is KEEP else bool(force_backup))
+        self.overrides[name] = wanted
+        if wanted.priority != run.priority_override:
+            run.priority_override = wanted.priority
+            log.info("(%s) priority %s", name, f"override {wanted.priority}"
+                     if wanted.priority is not None else "back to the configured one")
+            self._perform(run, run.engine.reconfigure(
+                now, replace(run.engine.cfg, priority=self._base(run))))
+            self._apply_weights(run, now)
+        self._perform(run, run.engine.hold(now, wanted.force_backup))
+        return wanted
 
     def clear_stats(self) -> None:
         for run in self.instances:
@@ -446,7 +503,7 @@ class VrrpRuntime:
 
     def _apply_weights(self, run: Running, now: float) -> None:
         """keepalived's weights: a positive one counts while up, a negative one while down."""
-        total = run.spec.cfg.priority
+        total = self._base(run)
         for tracked in run.spec.tracked:
             up = self._link_up.get(tracked.ifname, False) != tracked.reverse
             if (tracked.weight > 0 and up) or (tracked.weight < 0 and not up):

@@ -437,3 +437,46 @@ def test_dump_files_read_like_keepalived_s_on_the_same_lan(pair: Pair) -> None:
     for section in ("------< Global definitions >------", "------< VRRP Topology >------",
                     "------< Interfaces >------"):
         assert section in read(ours, "keepalived.data")
+
+
+def test_maintenance_override_and_forced_backup_move_the_master(pair: Pair) -> None:
+    r1, r2 = pair.start(lambda p: [instance("VI_1", 51, p, [VIP_A])])
+    socket_ = str(r1.control)
+
+    def set_(*args: str) -> str:
+        done = keepalived_py("set", "VI_1", *args, "--control-socket", socket_)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    # a priority below the peer's: the peer preempts
+    assert "priority 50" in set_("--priority", "50")
+    wait_for("r2 to take over", lambda: holders(pair.routers, VIP_A) == ["r2"], timeout=10)
+    # it survives a reload and a restart of the VRRP process
+    hup = time.time()
+    r1.proc.send_signal(signal.SIGHUP)
+    r1.wait_log("Reload finished", since=hup)
+    old = vrrp_pid(r1)
+    os.kill(old, signal.SIGKILL)
+    wait_for("a new VRRP child", lambda: (r1.dir / "vrrp.pid").exists()
+             and vrrp_pid(r1) != old, timeout=10)
+    settle(4.5)
+    assert holders(pair.routers, VIP_A) == ["r2"]
+    answer = json.loads(keepalived_py("status", "--json", "--control-socket", socket_).stdout)
+    (inst,) = answer["vrrp"]["instances"]
+    assert (inst["priority_override"], inst["effective_priority"], inst["state"]) == \
+        (50, 50, "BACKUP")
+    # back to the configured priority: r1 preempts again
+    set_("--priority", "none")
+    wait_for("r1 to take back", lambda: holders(pair.routers, VIP_A) == ["r1"], timeout=10)
+    # forced BACKUP: r1 hands over at once (priority 0: r2 within its skew time)
+    forced = time.time()
+    assert "forced BACKUP" in set_("--force-backup", "on")
+    wait_for("r2 to take over", lambda: holders(pair.routers, VIP_A) == ["r2"], timeout=5)
+    taken = r2.wait_log("Entering MASTER STATE", since=forced)
+    assert taken - forced < 1.0
+    settle(4.5)
+    assert holders(pair.routers, VIP_A) == ["r2"]
+    set_("--force-backup", "off")
+    wait_for("r1 to take back", lambda: holders(pair.routers, VIP_A) == ["r1"], timeout=10)
+    bad = keepalived_py("set", "VI_9", "--priority", "10", "--control-socket", socket_)
+    assert bad.returncode == 1 and "VI_9" in bad.stderr

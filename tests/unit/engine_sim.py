@@ -143,6 +143,10 @@ class Segment:
         self.run_until(at)
         return self._handle(node, node.inst.start(self.now, faults, resume=resume))
 
+    def hold(self, node: Node, at: float, on: bool) -> list[Action]:
+        self.run_until(at)
+        return self._handle(node, node.inst.hold(self.now, on))
+
     def reconfigure(self, node: Node, at: float, cfg: InstanceConfig) -> list[Action]:
         self.run_until(at)
         return self._handle(node, node.inst.reconfigure(self.now, cfg))

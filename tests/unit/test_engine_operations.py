@@ -1,8 +1,8 @@
-"""The engine across a restart of the VRRP process and across a reload.
+"""The engine under operations: a restart of the VRRP process, a reload, maintenance.
 
 ``start(resume=True)``: the instance was MASTER in a process that died; its
 addresses are probably still in the kernel.  ``reconfigure``: new settings
-for a running instance, its state kept.
+for a running instance, its state kept.  ``hold``: forced BACKUP.
 """
 
 from __future__ import annotations
@@ -148,3 +148,46 @@ def test_reconfigure_priority_of_a_backup_lets_it_preempt() -> None:
     assert node.state == MASTER and master.state == BACKUP
     # it ignored the lower master's adverts and took over at its down timer
     assert node.times_entered(MASTER)[0] <= 10.0 + 1.0 + down(200) + 1e-6
+
+
+def test_forced_backup_hands_over_at_once_and_never_takes_back() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    peer = seg.add(config("P", B, 100))
+    seg.start(node, 0.0)
+    seg.start(peer, 0.0)
+    seg.run_until(10.0)
+    assert node.state == MASTER
+    actions = seg.hold(node, 10.0, True)
+    sent = [a for a in actions if isinstance(a, SendAdvert)]
+    assert [a.advert.priority for a in sent] == [0]
+    assert ReleaseAddresses() in actions and node.state == BACKUP
+    seg.run_until(30.0)
+    # the peer took over within its skew time and the held node never came back
+    assert peer.times_entered(MASTER) == [at(10.0 + skew(100))]
+    assert node.state == BACKUP and node.times_entered(MASTER) == [at(down(150))]
+
+
+def test_forced_backup_stays_backup_with_no_master_at_all() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0)
+    seg.hold(node, 0.0, True)
+    seg.run_until(60.0)
+    assert node.state == BACKUP and node.adverts() == []
+
+
+def test_released_from_forced_backup_it_preempts_as_usual() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    peer = seg.add(config("P", B, 100))
+    seg.hold(node, 0.0, True)
+    seg.start(node, 0.0)
+    seg.start(peer, 0.0)
+    seg.run_until(10.0)
+    assert peer.state == MASTER and node.state == BACKUP
+    seg.hold(node, 10.0, False)
+    seg.run_until(20.0)
+    assert node.state == MASTER and peer.state == BACKUP
+    # it ignored the lower master's adverts and took over at its down timer
+    assert node.times_entered(MASTER)[0] <= 10.0 + down(150) + 1e-6
