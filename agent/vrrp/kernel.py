@@ -24,6 +24,7 @@ object.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
@@ -628,6 +629,9 @@ class LinkState:
 
 T = TypeVar("T")
 
+IN_FLIGHT = 32              # requests outstanding on the command socket at most
+OVERFLOW_RETRIES = 5
+
 # refusals that mean "already done"
 _ADDED = frozenset({errno.EEXIST})
 _ADDR_GONE = frozenset({errno.EADDRNOTAVAIL, errno.ENODEV})
@@ -645,6 +649,11 @@ class Kernel:
         self.netns = netns
         self._ipr: AsyncIPRoute | None = None
         self._watchers: set[AsyncIPRoute] = set()
+        self._slots: asyncio.Semaphore | None = None
+        # link name -> index: every address or route names its link, and a
+        # "link get" per request costs a 1.5 kB reply (kept fresh by link_state
+        # and watch_links; a stale one fails with ENODEV and is dropped)
+        self._indexes: dict[str, int] = {}
 
     def _socket(self, groups: int = 0) -> AsyncIPRoute:
         # flags=0: a namespace that does not exist is an error, never created
@@ -679,14 +688,48 @@ class Kernel:
 
     # -- plumbing --
 
+    async def _request(self, method: str, *args: Any, **kw: Any) -> Any:
+        """One request on the command socket.
+
+        At most IN_FLIGHT at a time: a thousand instances turning master at
+        once would otherwise queue more replies than the socket buffer holds,
+        the kernel drops them (ENOBUFS) and pyroute2 fails every pending
+        request.  An overflow all the same is retried.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(IN_FLIGHT)
+        async with self._slots:
+            for attempt in range(1, OVERFLOW_RETRIES + 1):
+                try:
+                    reply = await getattr(self.ipr, method)(*args, **kw)
+                    if hasattr(reply, "__aiter__"):     # a dump: read it while we hold the slot
+                        reply = [msg async for msg in reply]
+                    return reply
+                except (NetlinkError, OSError) as e:
+                    code = getattr(e, "code", None) or e.errno
+                    if code != errno.ENOBUFS or attempt == OVERFLOW_RETRIES:
+                        raise
+                    await asyncio.sleep(0.05 * attempt)
+
     async def _index(self, ifname: str) -> int | None:
+        index = self._indexes.get(ifname)
+        if index is not None:
+            return index
         try:
-            links = await self.ipr.link("get", ifname=ifname)
+            links = await self._request("link", "get", ifname=ifname)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None
             raise
-        return links[0]["index"]
+        self._indexes[ifname] = links[0]["index"]
+        return self._indexes[ifname]
+
+    def _learn(self, link: LinkState) -> LinkState:
+        if link.deleted:
+            self._indexes.pop(link.ifname, None)
+        elif link.ifname:
+            self._indexes[link.ifname] = link.ifindex
+        return link
 
     async def _each(self, items: Iterable[T], doing: str,
                     act: Callable[[T], Awaitable[None]]) -> None:
@@ -706,11 +749,13 @@ class Kernel:
         if failures:
             raise KernelError("; ".join(str(e) for e in failures), failures[0].code)
 
-    @staticmethod
-    async def _tolerate(ok: frozenset[int], request: Awaitable[object]) -> None:
+    async def _tolerate(self, ok: frozenset[int], request: Awaitable[object],
+                        ifname: str | None = None) -> None:
         try:
             await request
         except NetlinkError as e:
+            if e.code == errno.ENODEV and ifname:
+                self._indexes.pop(ifname, None)     # the link was replaced: look again next time
             if e.code not in ok:
                 raise
 
@@ -730,7 +775,7 @@ class Kernel:
                 kw["broadcast"] = str(addr.broadcast)
             if addr.preferred_lft is not None:
                 kw.update(preferred_lft=addr.preferred_lft, valid_lft=INFINITY_LIFE_TIME)
-            await self._tolerate(_ADDED, self.ipr.addr("add", **kw))
+            await self._tolerate(_ADDED, self._request("addr", "add", **kw), addr.ifname)
 
         await self._each(addrs, "add", add)
 
@@ -738,8 +783,9 @@ class Kernel:
         async def remove(addr: VirtualAddress) -> None:
             index = await self._index(addr.ifname)
             if index is not None:      # a deleted link took its addresses along
-                await self._tolerate(_ADDR_GONE,
-                                     self.ipr.addr("del", **self._addr_args(addr, index)))
+                await self._tolerate(
+                    _ADDR_GONE, self._request("addr", "del", **self._addr_args(addr, index)),
+                    addr.ifname)
 
         await self._each(addrs, "remove", remove)
 
@@ -755,9 +801,10 @@ class Kernel:
 
     async def present_addresses(self, addrs: Iterable[VirtualAddress]) -> set[VirtualAddress]:
         """Those of ``addrs`` that are on their interface now (address and prefix length)."""
-        names = {msg["index"]: msg.get("IFLA_IFNAME") async for msg in await self.ipr.link("dump")}
+        links = await self._request("link", "dump")
+        names = {msg["index"]: msg.get("IFLA_IFNAME") for msg in links}
         have = set()
-        async for msg in await self.ipr.addr("dump"):
+        for msg in await self._request("addr", "dump"):
             local = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
             have.add((names.get(msg["index"]), ip_address(local), msg["prefixlen"]))
         return {a for a in addrs
@@ -770,7 +817,8 @@ class Kernel:
             flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | {
                 "prepend": 0, "add": NLM_F_EXCL, "append": NLM_F_APPEND}[route.mode]
             kw = await self._route_args(route, "add")
-            await self._tolerate(_ADDED, self.ipr.route((RTM_NEWROUTE, flags), **kw))
+            await self._tolerate(_ADDED, self._request("route", (RTM_NEWROUTE, flags), **kw),
+                                 route.dev)
 
         await self._each(routes, "add route", add)
 
@@ -780,7 +828,7 @@ class Kernel:
                 kw = await self._route_args(route, "remove")
             except KernelError:
                 return                 # its device is gone, and the route with it
-            await self._tolerate(_ROUTE_GONE, self.ipr.route("del", **kw))
+            await self._tolerate(_ROUTE_GONE, self._request("route", "del", **kw), route.dev)
 
         await self._each(routes, "remove route", remove)
 
@@ -822,13 +870,13 @@ class Kernel:
 
     async def add_rules(self, rules: Iterable[VirtualRule]) -> None:
         async def add(rule: VirtualRule) -> None:
-            await self._tolerate(_ADDED, self.ipr.rule("add", **self._rule_args(rule)))
+            await self._tolerate(_ADDED, self._request("rule", "add", **self._rule_args(rule)))
 
         await self._each(rules, "add rule", add)
 
     async def remove_rules(self, rules: Iterable[VirtualRule]) -> None:
         async def remove(rule: VirtualRule) -> None:
-            await self._tolerate(_RULE_GONE, self.ipr.rule("del", **self._rule_args(rule)))
+            await self._tolerate(_RULE_GONE, self._request("rule", "del", **self._rule_args(rule)))
 
         await self._each(rules, "remove rule", remove)
 
@@ -877,7 +925,7 @@ class Kernel:
         family = socket.AF_INET6 if version == 6 else socket.AF_INET
         primary: list[IPAddress] = []
         secondary: list[IPAddress] = []
-        async for msg in await self.ipr.addr("dump", family=family, index=ifindex):
+        for msg in await self._request("addr", "dump", family=family, index=ifindex):
             addr = ip_address(msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS"))
             # IPv6 temporary (privacy) addresses share the bit, and go last too
             (secondary if msg["flags"] & IFA_F_SECONDARY else primary).append(addr)
@@ -885,11 +933,13 @@ class Kernel:
 
     async def link_state(self, ifname: str) -> LinkState:
         try:
-            links = await self.ipr.link("get", ifname=ifname)
+            links = await self._request("link", "get", ifname=ifname)
         except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                self._indexes.pop(ifname, None)
             raise KernelError(f"cannot read link {ifname}: {os.strerror(e.code)}",
                               e.code) from None
-        return LinkState.from_message(links[0])
+        return self._learn(LinkState.from_message(links[0]))
 
     async def watch_links(self) -> AsyncIterator[LinkState]:
         """Every link's state now, then every RTM_NEWLINK/RTM_DELLINK.
@@ -903,13 +953,13 @@ class Kernel:
         self._watchers.add(sock)
         try:
             await sock.bind()
-            for msg in [msg async for msg in await self.ipr.link("dump")]:
-                yield LinkState.from_message(msg)
+            for msg in await self._request("link", "dump"):
+                yield self._learn(LinkState.from_message(msg))
             while True:
                 async for msg in sock.get():
                     # bridge port events repeat the link's own, in family AF_BRIDGE
                     if msg.get("family", 0) == socket.AF_UNSPEC and "index" in msg:
-                        yield LinkState.from_message(msg)
+                        yield self._learn(LinkState.from_message(msg))
         except (NetlinkError, OSError) as e:
             if sock in self._watchers:     # not closed by us: events were lost
                 code = getattr(e, "code", None) or e.errno or 0

@@ -122,6 +122,7 @@ class VrrpRuntime:
         self._tasks: list[asyncio.Task] = []
         self._links: dict[str, LinkState] = {}
         self._link_up: dict[str, bool] = {}
+        self._sources: dict[tuple[int, int], IPAddress | None] = {}     # during start or reload
         self.firewall = AcceptModeFirewall() if any(not s.accept for s in specs) else None
 
     # -- start and stop ------------------------------------------------------
@@ -132,6 +133,7 @@ class VrrpRuntime:
         died, ``overrides`` are the operator's settings it had (see ``override``)."""
         self._loop = asyncio.get_running_loop()
         self.overrides = dict(overrides or {})
+        self._sources.clear()
         await self._read_links(self.specs)
         rules = self._number_rules(self.specs)
         for spec in self.specs:
@@ -194,7 +196,12 @@ class VrrpRuntime:
     async def _make(self, spec: InstanceSpec, rules: list[VirtualRule]) -> Running:
         cfg = spec.cfg
         link = self._links[spec.ifname]
-        source = spec.source_configured or await self._source_address(link.ifindex, cfg.family)
+        key = (link.ifindex, cfg.family)
+        if spec.source_configured is None and key not in self._sources:
+            # one address dump per link and family, not per instance: a dump
+            # costs milliseconds of Python per thousand addresses
+            self._sources[key] = await self._source_address(*key)
+        source = spec.source_configured or self._sources[key]
         engine = e.Instance(replace(cfg, source=source))
         sock = self._socket(spec.ifname, cfg.family)
         announcer = self._announcers.get(spec.ifname)
@@ -296,6 +303,7 @@ class VrrpRuntime:
         report = ReloadReport()
         old = {identity(r.spec): r for r in self.instances}
         new = {identity(s): s for s in specs}
+        self._sources.clear()
         await self._read_links(specs)
         rules = self._number_rules(specs)
         self.specs, self.config = specs, config
