@@ -1,4 +1,5 @@
-"""Reload of a large configuration: time, CPU and transitions, ours beside keepalived 2.2.7.
+"""Reload of a large configuration, and a restart of the VRRP process: time, CPU and
+transitions, ours beside keepalived 2.2.7.
 
     python bench/reload.py [--instances 1000] [--runs 3] [--only agent|keepalived]
 
@@ -9,7 +10,10 @@ and family only, so the instances are spread over eth0, eth1, ... (250 per
 interface, VRIDs 1..250): eth0 is the lab's link to the LAN bridge, the others
 are extra veth pairs whose far end is left alone in the LAN namespace.  Each
 instance has one VIP (198.19.L.V/32 for VRID V on interface L), every second
-one a second VIP (198.19.64+L.V/32).
+one a second VIP (198.19.64+L.V/32).  Both daemons are started with
+/dev/null bound over /dev/console in their own mount namespace: with no
+syslog daemon, keepalived's -l (syslog with LOG_CONS) would otherwise write
+every log line to this machine's serial console (see ConsoleMuted).
 
 Once every VIP is in the kernel and the router has settled, each run rewrites
 the config file and sends SIGHUP to the router's parent process:
@@ -18,7 +22,14 @@ the config file and sends SIGHUP to the router's parent process:
   back on the next run);
 * **no change**: the same text again.
 
-Measured from the HUP, the same way for both implementations:
+Then, ``--runs`` times, **VRRP process killed**: kill -9 of the VRRP child (its
+pid from ``DIR/vrrp.pid``), not of the parent, which starts a new one.  Both
+parents start it at once only if it ran for 60 s (keepalived's
+calc_restart_delay, our supervisor's next_delay), so each kill waits for that
+uptime, and for the router to be at rest, after the previous one has settled
+(every instance MASTER again, every VIP in the kernel, every VRID advertising).
+
+Measured from the HUP (from the kill), the same way for both implementations:
 
 * the VIP swap: until the new VIP is in the kernel and the old one gone, from
   RTM_NEWADDR/RTM_DELADDR events read by a netlink listener in r1's namespace,
@@ -30,16 +41,27 @@ Measured from the HUP, the same way for both implementations:
   (vrrp_daemon.c: reload_vrrp_thread; its parent's "Reload complete" only
   means the children have read the file), its last lines are "(VI_n) setting
   VIPs.", one per instance, as it sets every VIP again;
+* after a kill, from the log: when the parent starts a new child, when that
+  child logs its last startup line (ours "Startup complete"; keepalived 2.2.7
+  has none such: its last is "VRRP sockpool: [...]", one per socket, logged
+  with -D at the end of vrrp_dispatcher_init), and the first and last
+  "Entering MASTER STATE"; from the wire, when every VRID heard before the
+  kill has been heard again;
 * CPU: the CPU time of the router's processes (``/proc/PID/task/*/schedstat``,
   in ns) over a whole number of advert intervals from the HUP, less their rate
-  at rest measured over the 2 s before it.  The run ends once neither a 20 ms
-  CPU sample over half a core nor a log line has been seen for 0.5 s;
+  at rest measured over the 2 s before it (after a kill: the parent's and the
+  new child's).  The run ends once neither a 20 ms CPU sample over half a core
+  nor a log line has been seen for 0.5 s (after a kill, also not before every
+  instance is MASTER again, every VRID advertising and every VIP back);
 * transitions: "Entering ... STATE" lines logged after the HUP;
 * VIP losses: any VIP of both the old and the new config deleted from the
-  kernel after the HUP, even if it came back;
+  kernel after the HUP, even if it came back (after a kill: also the longest
+  any was out of the kernel);
 * the longest interval between two adverts of one VRID, over every VRID on
   every interface, seen from the LAN side of the links (an AF_PACKET socket in
-  the LAN namespace), and how many priority-0 adverts were sent.
+  the LAN namespace), how many VRIDs had an interval over the Master_Down_Interval
+  of a backup of priority 100 (3.61 s: such a backup would have taken over),
+  and how many priority-0 adverts were sent.
 
 If the router cannot start with every instance at once (ours, when its
 netlink replies overflow: "No buffer space available"), the bench says so,
@@ -63,10 +85,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
@@ -96,9 +120,22 @@ SO_RCVBUFFORCE = 33
 ETH_P_ALL = 0x0003    # not ETH_P_IP: on a bridge port only ETH_P_ALL taps see frames
 PACKET_OUTGOING = 4
 VRRP_PROTO = 112
+# A backup of priority 100 takes over after this long without an advert (RFC 3768 6.1:
+# 3 x Advertisement_Interval + Skew_Time, Skew_Time = (256 - priority) / 256 s)
+BACKUP_PRIORITY = 100
+DOWN_INTERVAL = 3 * ADVERT_INT + (256 - BACKUP_PRIORITY) / 256 * ADVERT_INT
 
 _FINISHED = re.compile(r"Reload finished in (\d+) usec")
+_ENTERING = re.compile(r"Entering (\w+) STATE")
 ENOBUFS = "No buffer space available"
+# the parent's line as it starts a VRRP child: ours "Starting Keepalived_vrrp child
+# process, pid=N", keepalived's "Starting VRRP child process, pid=N"
+_RESPAWN = re.compile(r"Starting \S+ child process, pid=(\d+)")
+# the last line a VRRP child logs as it starts: ours "Startup complete"; keepalived
+# 2.2.7 has none such, its last is "VRRP sockpool: [...]" (one per socket, logged with
+# -D at the end of vrrp_dispatcher_init) before the scheduler loop
+STARTUP_DONE = {"agent": "Startup complete", "keepalived": "VRRP sockpool: "}
+RESPAWN_UPTIME = 61.0           # a VRRP child that ran 60 s is restarted at once
 STEP = 250                      # instances added per reload when a full start fails
 
 
@@ -196,6 +233,26 @@ def kernel_vips(host: Host) -> set[str]:
             if a["local"].startswith("198.19.")}
 
 
+class ConsoleMuted(Host):
+    """``host``, but the processes it starts see /dev/null as /dev/console.
+
+    keepalived runs with -l, so it opens syslog with LOG_CONS; with no syslog
+    daemon (no /dev/log, as on this machine) glibc then writes every message to
+    /dev/console too, here a serial port: about 0.7 ms of kernel time a line,
+    which made keepalived take 26.7 s instead of 4.0 s to start 1,000 instances.
+    The bind mount is made in the mount namespace that ``ip netns exec`` gives
+    each process, so the machine's console is left alone.  Both daemons are
+    started so (ours logs to the console only, with -l).
+    """
+
+    def __init__(self, host: Host) -> None:
+        self.__dict__.update(vars(host))
+
+    def spawn(self, argv: list[str], **popen_kw: Any) -> subprocess.Popen[Any]:
+        muted = ["sh", "-c", 'mount --bind /dev/null /dev/console && exec "$@"', "sh", *argv]
+        return super().spawn(muted, **popen_kw)
+
+
 # -- tools run inside the namespaces -----------------------------------------------------
 
 def monitor() -> None:
@@ -239,46 +296,61 @@ def monitor() -> None:
 
 
 def capture(ifnames: list[str]) -> None:
-    """In the LAN namespace: the longest interval between two adverts of one VRID.
+    """In the LAN namespace: the advert intervals of every VRID.
 
-    Commands on stdin: ``mark`` starts a window; ``?`` answers ``report MAX KEY
-    KEYS ZEROS``: the longest interval that ended in the window or is still
-    open, the VRID it belongs to, how many VRIDs were heard in the window, and
-    how many priority-0 adverts.
+    Commands on stdin: ``mark`` starts a window; ``cut`` (sent once the VRRP
+    process is dead) notes every VRID heard so far, frames already queued
+    counted before it, and the first advert of each after it; ``?`` answers
+    ``report MAX KEY KEYS ZEROS OVER RESUMED PENDING LAST``: the longest
+    interval that ended in the window or is still open, the VRID it belongs
+    to, how many VRIDs were heard in the window, how many priority-0 adverts,
+    how many VRIDs had an interval over DOWN_INTERVAL, how many of the VRIDs
+    noted at the cut were heard after it, out of how many, and the time of
+    the last of those first adverts (0 if none).
     """
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 24)
     wanted = set(ifnames)
     last: dict[str, float] = {}
-    mark, longest, longest_key, zeros = time.monotonic(), 0.0, "-", 0
-    heard: set[str] = set()
+    mark, zeros = time.monotonic(), 0
+    longest: dict[str, float] = {}          # per VRID, the intervals that ended in the window
+    pending: set[str] = set()               # VRIDs heard before the cut
+    resumed: dict[str, float] = {}          # ... and their first advert after it
+
+    def drain() -> None:
+        nonlocal zeros
+        while True:
+            try:
+                frame, addr = sock.recvfrom(2048, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            now = time.monotonic()
+            if addr[0] not in wanted or addr[2] == PACKET_OUTGOING or len(frame) < 34:
+                continue
+            if frame[12:14] != b"\x08\x00" or frame[23] != VRRP_PROTO:
+                continue
+            vrrp = 14 + (frame[14] & 0x0F) * 4
+            if len(frame) < vrrp + 3:
+                continue
+            key = f"{addr[0]}/{frame[vrrp + 1]}"
+            if frame[vrrp + 2] == 0:
+                zeros += 1
+                continue
+            before = last.get(key)
+            if before is not None:
+                longest[key] = max(longest.get(key, 0.0), now - before)
+            else:
+                longest.setdefault(key, 0.0)
+            last[key] = now
+            if key in pending and key not in resumed:
+                resumed[key] = now
+
     print("ready", flush=True)
     buffered = b""
     while True:
         readable, _, _ = select.select([sock, 0], [], [], 0.5)
         if sock in readable:
-            while True:
-                try:
-                    frame, addr = sock.recvfrom(2048, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    break
-                now = time.monotonic()
-                if addr[0] not in wanted or addr[2] == PACKET_OUTGOING or len(frame) < 34:
-                    continue
-                if frame[12:14] != b"\x08\x00" or frame[23] != VRRP_PROTO:
-                    continue
-                vrrp = 14 + (frame[14] & 0x0F) * 4
-                if len(frame) < vrrp + 3:
-                    continue
-                key = f"{addr[0]}/{frame[vrrp + 1]}"
-                if frame[vrrp + 2] == 0:
-                    zeros += 1
-                    continue
-                heard.add(key)
-                before = last.get(key)
-                if before is not None and now - before > longest:
-                    longest, longest_key = now - before, key
-                last[key] = now
+            drain()
         if 0 in readable:
             chunk = os.read(0, 4096)
             if not chunk:
@@ -287,15 +359,21 @@ def capture(ifnames: list[str]) -> None:
             while b"\n" in buffered:
                 line, buffered = buffered.split(b"\n", 1)
                 if line == b"mark":
-                    mark, longest, longest_key, zeros = time.monotonic(), 0.0, "-", 0
-                    heard = set()
+                    mark, zeros = time.monotonic(), 0
+                    longest.clear()
+                elif line == b"cut":
+                    drain()
+                    pending, resumed = set(last), {}
                 elif line == b"?":
                     now = time.monotonic()
-                    gap, gap_key = longest, longest_key
+                    gaps = dict(longest)
                     for key, t in last.items():
-                        if now - max(t, mark) > gap:
-                            gap, gap_key = now - max(t, mark), key
-                    print(f"report {gap:.6f} {gap_key} {len(heard)} {zeros}", flush=True)
+                        gaps[key] = max(gaps.get(key, 0.0), now - max(t, mark))
+                    gap, gap_key = max(((g, k) for k, g in gaps.items()), default=(0.0, "-"))
+                    over = sum(g > DOWN_INTERVAL for g in gaps.values())
+                    print(f"report {gap:.6f} {gap_key} {len(longest)} {zeros} {over} "
+                          f"{len(resumed)} {len(pending)} {max(resumed.values(), default=0.0):.6f}",
+                          flush=True)
 
 
 # -- watching from the bench -------------------------------------------------------------
@@ -331,6 +409,22 @@ class AddressWatch:
                     None)
 
 
+@dataclass(frozen=True)
+class WireReport:
+    gap: float                  # the longest advert interval of one VRID in the window
+    key: str                    # ... that VRID ("vr1/7": the far end of eth0, VRID 7)
+    heard: int                  # VRIDs heard in the window
+    zeros: int                  # priority-0 adverts
+    over: int                   # VRIDs with an interval over DOWN_INTERVAL
+    resumed: int                # VRIDs heard before the cut and again after it
+    pending: int                # VRIDs heard before the cut
+    last: float                 # when the last of those was first heard after it
+
+    @property
+    def all_resumed(self) -> bool:
+        return self.pending > 0 and self.resumed == self.pending
+
+
 class Wire:
     """``reload.py capture`` in the LAN namespace, on the far ends of r1's links."""
 
@@ -341,14 +435,15 @@ class Wire:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
         lab.processes.append(self.proc)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
-        self.reports: queue.Queue[tuple[float, str, int, int]] = queue.Queue()
+        self.reports: queue.Queue[WireReport] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            _, gap, key, heard, zeros = line.split()
-            self.reports.put((float(gap), key, int(heard), int(zeros)))
+            _, gap, key, heard, zeros, over, resumed, pending, last = line.split()
+            self.reports.put(WireReport(float(gap), key, int(heard), int(zeros), int(over),
+                                        int(resumed), int(pending), float(last)))
 
     def _send(self, command: str) -> None:
         assert self.proc.stdin is not None
@@ -358,7 +453,10 @@ class Wire:
     def mark(self) -> None:
         self._send("mark")
 
-    def report(self) -> tuple[float, str, int, int]:
+    def cut(self) -> None:
+        self._send("cut")
+
+    def report(self) -> WireReport:
         self._send("?")
         return self.reports.get(timeout=10)
 
@@ -471,10 +569,54 @@ class Result:
     zeros: int = 0                      # priority-0 adverts
     wrong: str = ""                     # the VIPs in the kernel afterwards, if not as expected
     overrun: bool = False
+    over: int = 0                       # VRIDs with an advert interval over DOWN_INTERVAL
+    # the "VRRP process killed" case, each from the kill
+    waited: float = 0.0                 # (before the kill, for the child's uptime to pass 60 s)
+    respawned: float | None = None      # the parent logs "Starting ... child process"
+    ready: float | None = None          # the new child logs its last startup line
+    first_master: float | None = None   # the first "Entering MASTER STATE"
+    last_master: float | None = None    # the last one
+    resumed: float | None = None        # every VRID heard again on the wire
+    vip_out: float = 0.0                # the longest a VIP was out of the kernel
+
+
+def process_age(pid: int) -> float:
+    """Seconds since ``pid`` started (/proc/PID/stat starttime against /proc/uptime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    started = int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return float(Path("/proc/uptime").read_text().split()[0]) - started
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def vip_outages(events: Sequence[AddrEvent], vips: set[str],
+                now: float) -> tuple[set[str], float, set[str]]:
+    """Of ``vips``, those deleted in ``events``, the longest any was out of the kernel
+    (until ``now`` if still out), and those still out."""
+    lost: set[str] = set()
+    out: dict[str, float] = {}
+    longest = 0.0
+    for event in events:
+        if event.address not in vips:
+            continue
+        if event.kind == "del":
+            lost.add(event.address)
+            out.setdefault(event.address, event.t)
+        elif event.kind == "new" and event.address in out:
+            longest = max(longest, event.t - out.pop(event.address))
+    longest = max([longest, *(now - t for t in out.values())])
+    return lost, longest, set(out)
 
 
 class Bench:
-    """One router of one kind in its lab, reloaded again and again."""
+    """One router of one kind in its lab, reloaded again and again, its VRRP child killed."""
 
     def __init__(self, lab: Lab, kind: str, count: int) -> None:
         self.kind = kind
@@ -484,7 +626,7 @@ class Bench:
         add_links(lab, self.host, links_for(count))
         self.watch = AddressWatch(self.host)
         self.wire = Wire(lab, links_for(count))
-        self.router = Router(self.host, config(self.instances), kind)
+        self.router = Router(ConsoleMuted(self.host), config(self.instances), kind)
 
     @property
     def current(self) -> list[Instance]:
@@ -533,7 +675,7 @@ class Bench:
         self.router.close()
         for link in range(links_for(len(self.instances))):
             ip("-n", self.host.netns, "addr", "flush", "dev", f"eth{link}", "to", "198.19.0.0/16")
-        self.router = Router(self.host, config(self.current), self.kind)
+        self.router = Router(ConsoleMuted(self.host), config(self.current), self.kind)
 
     def pids(self) -> list[int]:
         assert self.router.proc is not None
@@ -593,7 +735,9 @@ class Bench:
         time.sleep(max(0.0, t0 + window - time.monotonic()))
         t1, c1 = time.monotonic(), cpu_ns(pids)
         result.cpu = (c1 - c0) / 1e9 - idle_rate * (t1 - t0)
-        result.gap, result.gap_key, _heard, result.zeros = self.wire.report()
+        wire = self.wire.report()
+        result.gap, result.gap_key, result.zeros, result.over = (wire.gap, wire.key, wire.zeros,
+                                                                 wire.over)
 
         result.entering = [line for _, line in lines if "Entering" in line]
         for t, line in lines:
@@ -612,6 +756,97 @@ class Bench:
                             f"extra {sorted(have - want)[:5]} ({len(have - want)})")
         return result
 
+    def vrrp_pid(self) -> int:
+        """The VRRP child's pid, from its pid file (``-r DIR/vrrp.pid`` for both)."""
+        assert self.router.proc is not None
+        pid = int((self.router.dir / "vrrp.pid").read_text())
+        if pid == self.router.proc.pid or pid not in self.pids():
+            raise AssertionError(f"vrrp.pid holds {pid}, not a child of the router "
+                                 f"({self.pids()})")
+        return pid
+
+    def kill(self) -> Result:
+        """kill -9 of the VRRP child (not the parent, which starts a new one); measured
+        from the kill until every instance is MASTER again and the router is quiet."""
+        count, vips = len(self.current), vip_set(self.current)
+        result = Result()
+        victim = self.vrrp_pid()
+        # Both parents restart a child at once only if it ran over 60 s; otherwise
+        # after 1, 2, 4 ... s (keepalived's calc_restart_delay; our next_delay).
+        result.waited = max(0.0, RESPAWN_UPTIME - process_age(victim))
+        time.sleep(result.waited)
+        idle_rate = baseline(self.pids())
+        others = [pid for pid in self.pids() if pid != victim]
+        tail = LogTail(self.router.log)
+        self.wire.mark()
+        t0, c0 = time.monotonic(), cpu_ns(others)
+        os.kill(victim, signal.SIGKILL)
+        wait_for("the VRRP child to die", lambda: not alive(victim), 5.0, every=0.001)
+        self.wire.cut()         # the adverts heard from now on are the new child's
+        done_marker = STARTUP_DONE[self.kind]
+
+        child: list[int] = []
+
+        def pids_now() -> list[int]:
+            """The parent and the new child, from the parent's log line (no /proc scan
+            every sample: that would slow the bench's own log reader)."""
+            if not child:
+                child.extend(int(m[1]) for _, line in tail.lines[:50]
+                             if (m := _RESPAWN.search(line)))
+            return [*others, *child[:1]]
+
+        def settled(now: float) -> bool:
+            lines = list(tail.lines)
+            if not any(done_marker in line for _, line in lines):
+                return False
+            if sum("Entering MASTER STATE" in line for _, line in lines) < count:
+                return False
+            if vip_outages(self.watch.since(t0), vips, now)[2]:
+                return False
+            wire = self.wire.report()
+            if not wire.all_resumed:
+                return False
+            result.resumed = wire.last - t0
+            return True
+
+        busy_t, prev_t, prev_c = t0, t0, c0
+        try:
+            while True:
+                time.sleep(SAMPLE)
+                pids = pids_now()
+                t, c = time.monotonic(), cpu_ns(pids)
+                if (c - prev_c) / 1e9 > BUSY * (t - prev_t):
+                    busy_t = t
+                prev_t, prev_c = t, c
+                if t - max(busy_t, tail.last() or t0) >= QUIET and settled(t):
+                    break
+                if t - t0 > 120:
+                    raise AssertionError("not every instance MASTER 120 s after the kill")
+        finally:
+            lines = tail.stop()
+        result.busy = busy_t - t0
+        window = math.ceil((busy_t - t0 + 2 * ADVERT_INT) / ADVERT_INT) * ADVERT_INT
+        time.sleep(max(0.0, t0 + window - time.monotonic()))
+        t1, c1 = time.monotonic(), cpu_ns([pid for pid in self.pids() if pid != victim])
+        result.cpu = (c1 - c0) / 1e9 - idle_rate * (t1 - t0)
+        wire = self.wire.report()
+        result.gap, result.gap_key, result.zeros, result.over = (wire.gap, wire.key, wire.zeros,
+                                                                 wire.over)
+
+        masters = [t - t0 for t, line in lines if "Entering MASTER STATE" in line]
+        result.first_master, result.last_master = masters[0], masters[-1]
+        result.respawned = next((t - t0 for t, line in lines if _RESPAWN.search(line)), None)
+        result.ready = [t - t0 for t, line in lines if done_marker in line][-1]
+        result.entering = [line for _, line in lines if "Entering" in line]
+        events = self.watch.since(t0)
+        result.lost, result.vip_out, _ = vip_outages(events, vips, t1)
+        result.overrun = any(e.kind == "overrun" for e in events)
+        have = kernel_vips(self.host)
+        if have != vips:
+            result.wrong = (f"missing {sorted(vips - have)[:5]} ({len(vips - have)}), "
+                            f"extra {sorted(have - vips)[:5]} ({len(have - vips)})")
+        return result
+
     def close(self) -> None:
         self.router.close()
 
@@ -624,13 +859,24 @@ def describe(result: Result) -> str:
     parts = []
     if result.swap is not None:
         parts.append(f"VIP swap {result.swap:.3f} s")
-    parts.append(f"child began {_s(result.began)}, last line {_s(result.last_line)}")
+    if result.respawned is not None:
+        parts.append(f"new child started {_s(result.respawned)}, its startup done "
+                     f"{_s(result.ready)}, MASTER from {_s(result.first_master)} to "
+                     f"{_s(result.last_master)}, every VRID heard {_s(result.resumed)}")
+    else:
+        parts.append(f"child began {_s(result.began)}, last line {_s(result.last_line)}")
     if result.usec is not None:
         parts.append(f"'Reload finished in {result.usec} usec'")
     parts.append(f"CPU used {result.cpu:.3f} s (busy until {result.busy:.3f} s)")
-    parts.append(f"{len(result.entering)} Entering")
+    states = Counter(m[1] for m in map(_ENTERING.search, result.entering) if m)
+    split = f" ({', '.join(f'{n} {s}' for s, n in states.items())})" if states else ""
+    parts.append(f"{len(result.entering)} Entering{split}")
     parts.append(f"{len(result.lost)} VIPs lost")
+    if result.lost:
+        parts.append(f"out of the kernel up to {result.vip_out:.3f} s")
     parts.append(f"longest advert interval {result.gap:.3f} s ({result.gap_key})")
+    if result.over:
+        parts.append(f"{result.over} VRIDs silent over {DOWN_INTERVAL:.2f} s")
     if result.zeros:
         parts.append(f"{result.zeros} priority-0 adverts")
     if result.wrong:
@@ -640,13 +886,15 @@ def describe(result: Result) -> str:
     return ", ".join(parts)
 
 
-CASES = {True: "one VIP changed", False: "no change"}
+CASES = {"change": "one VIP changed", "same": "no change", "kill": "VRRP process killed"}
+RELOADS = frozenset({"change", "same"})
+KILL = frozenset({"kill"})
 
 
-def measure(kind: str, args: argparse.Namespace) -> tuple[str, dict[bool, list[Result]]]:
-    """Start the router, then reload it ``--runs`` times per case; how it started
-    and the results."""
-    results: dict[bool, list[Result]] = {True: [], False: []}
+def measure(kind: str, args: argparse.Namespace) -> tuple[str, dict[str, list[Result]]]:
+    """Start the router, reload it ``--runs`` times per case, then kill its VRRP child
+    ``--runs`` times; how it started and the results."""
+    results: dict[str, list[Result]] = {case: [] for case in CASES}
     with Lab(["r1"]) as lab:
         bench = Bench(lab, kind, args.instances)
         try:
@@ -663,14 +911,18 @@ def measure(kind: str, args: argparse.Namespace) -> tuple[str, dict[bool, list[R
             print(f"  {KINDS[kind]}: {args.instances} instances MASTER with every VIP: "
                   f"{started}", flush=True)
             time.sleep(SETTLE)      # past the second round of gratuitous ARPs
-            for run in range(1, args.runs + 1):
-                for change in (True, False):
-                    result = bench.reload(change)
-                    results[change].append(result)
-                    print(f"  {KINDS[kind]:<16} {CASES[change]:<15} run {run}: "
-                          f"{describe(result)}", flush=True)
-                    for line in result.entering[:5]:
-                        print(f"      {line}", flush=True)
+            runs: list[str] = [case for _ in range(args.runs) for case in ("change", "same")]
+            runs += ["kill"] * args.runs
+            for case in runs:
+                result = bench.kill() if case == "kill" else bench.reload(case == "change")
+                results[case].append(result)
+                waited = (f" (after {result.waited:.0f} s for the child's uptime to pass "
+                          f"{RESPAWN_UPTIME:.0f} s)" if result.waited >= 1 else "")
+                print(f"  {KINDS[kind]:<16} {CASES[case]:<19} run {len(results[case])}"
+                      f"{waited}: {describe(result)}", flush=True)
+                shown = result.entering if case != "kill" else []
+                for line in shown[:5]:
+                    print(f"      {line}", flush=True)
         except BaseException:
             tail = "".join(bench.router.log_text().splitlines(keepends=True)[-20:])
             print(f"--- last lines of {KINDS[kind]}'s log:\n{tail}", file=sys.stderr)
@@ -692,37 +944,64 @@ def _counts(values: list[int]) -> str:
     return f"{statistics.median(values):g} / {max(values)}" if values else "-"
 
 
-ROWS: list[tuple[str, bool | None, Callable[[list[Result]], str]]] = [
-    ("HUP -> new VIP in, old VIP out", True,
-     lambda rs: _seconds([r.swap for r in rs if r.swap is not None])
+def _given(values: list[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+ROWS: list[tuple[str, frozenset[str] | None, Callable[[list[Result]], str]]] = [
+    ("HUP -> new VIP in, old VIP out", frozenset({"change"}),
+     lambda rs: _seconds(_given([r.swap for r in rs]))
      + (f" ({sum(r.swap is None for r in rs)} never)" if any(r.swap is None for r in rs)
         else "")),
-    ("HUP -> VRRP child logs 'Reloading'", None,
-     lambda rs: _seconds([r.began for r in rs if r.began is not None])),
-    ("HUP -> its last line for the reload", None,
-     lambda rs: _seconds([r.last_line for r in rs if r.last_line is not None])),
-    ("  'Reload finished in N usec' (ours)", None,
+    ("HUP -> VRRP child logs 'Reloading'", RELOADS,
+     lambda rs: _seconds(_given([r.began for r in rs]))),
+    ("HUP -> its last line for the reload", RELOADS,
+     lambda rs: _seconds(_given([r.last_line for r in rs]))),
+    ("  'Reload finished in N usec' (ours)", RELOADS,
      lambda rs: _seconds([r.usec / 1e6 for r in rs if r.usec is not None])),
-    ("CPU used by the reload", None, lambda rs: _seconds([r.cpu for r in rs])),
+    ("CPU used by the reload", RELOADS, lambda rs: _seconds([r.cpu for r in rs])),
+    ("kill -> parent starts a new VRRP child", KILL,
+     lambda rs: _seconds(_given([r.respawned for r in rs]))),
+    ("kill -> new child's last startup line (**)", KILL,
+     lambda rs: _seconds(_given([r.ready for r in rs]))),
+    ("kill -> first 'Entering MASTER STATE'", KILL,
+     lambda rs: _seconds(_given([r.first_master for r in rs]))),
+    ("kill -> last 'Entering MASTER STATE'", KILL,
+     lambda rs: _seconds(_given([r.last_master for r in rs]))),
+    ("kill -> every VRID advertises again", KILL,
+     lambda rs: _seconds(_given([r.resumed for r in rs]))),
+    ("CPU used by the restart", KILL, lambda rs: _seconds([r.cpu for r in rs])),
     ("'Entering ... STATE' lines", None, lambda rs: _counts([len(r.entering) for r in rs])),
     ("VIPs deleted that should stay", None, lambda rs: _counts([len(r.lost) for r in rs])),
+    ("  longest a VIP was out of the kernel", KILL,
+     lambda rs: _seconds([r.vip_out for r in rs])),
     ("longest advert interval (any VRID)", None, lambda rs: _seconds([r.gap for r in rs])),
+    (f"VRIDs silent over {DOWN_INTERVAL:.2f} s (***)", None,
+     lambda rs: _counts([r.over for r in rs])),
     ("priority-0 adverts", None, lambda rs: _counts([r.zeros for r in rs])),
     ("kernel VIPs as configured after", None,
      lambda rs: f"{sum(not r.wrong for r in rs)} of {len(rs)}"),
 ]
 
+NOTES = [
+    "(**) ours: 'Startup complete'; keepalived 2.2.7 logs no such line, its last as it "
+    "starts is\n     'VRRP sockpool: [...]' (one per socket, with -D), before its first "
+    "state change",
+    f"(***) a backup of priority {BACKUP_PRIORITY} takes over after {DOWN_INTERVAL:.2f} s "
+    f"without an advert\n      (Master_Down_Interval: 3 x advert_int + Skew_Time)",
+]
 
-def table(starts: dict[str, str], results: dict[str, dict[bool, list[Result]]]) -> str:
+
+def table(starts: dict[str, str], results: dict[str, dict[str, list[Result]]]) -> str:
     kinds = list(results)
     rows = [["case", "figure (median / max)", *(KINDS[k] for k in kinds)]]
     rows.append(["start", "all MASTER, every VIP in the kernel", *(starts[k] for k in kinds)])
     rows.append([])
-    for change, case in CASES.items():
-        for label, only, cell in ROWS:
-            if only is not None and only != change:
+    for case, label in CASES.items():
+        for name, only, cell in ROWS:
+            if only is not None and case not in only:
                 continue
-            rows.append([case, label, *(cell(results[k][change]) for k in kinds)])
+            rows.append([label, name, *(cell(results[k][case]) for k in kinds)])
         rows.append([])
     rows.pop()
     widths = [max(len(r[i]) for r in rows if r) for i in range(len(rows[0]))]
@@ -734,7 +1013,7 @@ def table(starts: dict[str, str], results: dict[str, dict[bool, list[Result]]]) 
         out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return "\n".join([*out, "", *NOTES])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -747,7 +1026,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=1000, help="VRRP instances (1000)")
-    parser.add_argument("--runs", type=int, default=3, help="reloads per case (3)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="reloads per case, and kills of the VRRP child (3)")
     parser.add_argument("--only", choices=sorted(KINDS), help="measure one implementation")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -762,8 +1042,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     links = links_for(args.instances)
     print(f"\n{args.instances} VRRPv2 instances on r1 (eth0..eth{links - 1}, {PER_LINK} a link), "
           f"advert_int {ADVERT_INT:g}, state MASTER, priority {PRIORITY}, no peer; "
-          f"{args.runs} reloads per case\n", flush=True)
-    results: dict[str, dict[bool, list[Result]]] = {}
+          f"{args.runs} runs per case\n", flush=True)
+    results: dict[str, dict[str, list[Result]]] = {}
     starts: dict[str, str] = {}
     for kind in [args.only] if args.only else list(KINDS):
         starts[kind], results[kind] = measure(kind, args)

@@ -220,6 +220,9 @@ class Supervisor:
         if event == "heartbeat":
             child.last_heartbeat = time.monotonic()
             child.states = dict(message.get("states") or {})
+        elif event == "states":
+            child.last_heartbeat = time.monotonic()
+            child.states.update(message.get("changed") or {})
         elif event == "ready":
             child.last_heartbeat = time.monotonic()
             first = not child.ready and child.restarts == 0

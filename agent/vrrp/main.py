@@ -89,8 +89,8 @@ class VrrpProcess:
         self.opts = opts
         # The parent learns each state change at once: it restarts a died
         # process with the instances that were MASTER resumed.
-        self.runtime = VrrpRuntime(specs, config=result.root,
-                                   on_transition=lambda _run, _change: self._send_states())
+        self.runtime = VrrpRuntime(specs, config=result.root, on_transition=self._changed)
+        self._changes: dict[str, str] = {}
         self.channel: Channel | None = None
         self.done = asyncio.Event()
         self._busy = asyncio.Lock()     # one reload or dump at a time
@@ -145,6 +145,17 @@ class VrrpProcess:
                 self.channel.send(message)
             except ChannelClosed:
                 self.done.set()
+
+    def _changed(self, run, change) -> None:  # noqa: ANN001 - Running, engine.Transition
+        # Sent once per loop turn, only what changed: a thousand instances
+        # resuming make two thousand transitions within a few turns.
+        if not self._changes:
+            asyncio.get_running_loop().call_soon(self._send_changes)
+        self._changes[run.spec.cfg.name] = change.new.name
+
+    def _send_changes(self) -> None:
+        changes, self._changes = self._changes, {}
+        self._event({"event": "states", "changed": changes})
 
     def _send_states(self) -> None:
         self._event({"event": "heartbeat", "states": self.runtime.states()})

@@ -123,6 +123,7 @@ class VrrpRuntime:
         self._links: dict[str, LinkState] = {}
         self._link_up: dict[str, bool] = {}
         self._sources: dict[tuple[int, int], IPAddress | None] = {}     # during start or reload
+        self._socket_needs: dict[tuple[str, int], tuple[set[IPAddress], bool]] = {}
         self.firewall = AcceptModeFirewall() if any(not s.accept for s in specs) else None
 
     # -- start and stop ------------------------------------------------------
@@ -134,6 +135,7 @@ class VrrpRuntime:
         self._loop = asyncio.get_running_loop()
         self.overrides = dict(overrides or {})
         self._sources.clear()
+        self._plan_sockets()
         await self._read_links(self.specs)
         rules = self._number_rules(self.specs)
         for spec in self.specs:
@@ -215,12 +217,21 @@ class VrrpRuntime:
         self._by_vrid[(id(sock), cfg.vrid)].append(run)
         return run
 
+    def _plan_sockets(self) -> None:
+        """What each interface and family's socket must join and read (once, not per instance)."""
+        needs: dict[tuple[str, int], tuple[set[IPAddress], bool]] = {}
+        for spec in self.specs:
+            key = (spec.ifname, spec.cfg.family)
+            groups, ah = needs.setdefault(key, (set(), False))
+            if not spec.cfg.unicast:
+                groups.add(spec.group)
+            needs[key] = (groups, ah or spec.cfg.auth_type == 2)
+        self._socket_needs = needs
+
     def _socket(self, ifname: str, family: int) -> VrrpSocket:
         """The shared socket of an interface and family, opened as the current specs need it."""
         key = (ifname, family)
-        same = [s for s in self.specs if (s.ifname, s.cfg.family) == key]
-        groups = {s.group for s in same if not s.cfg.unicast}
-        ah = any(s.cfg.auth_type == 2 for s in same)
+        groups, ah = self._socket_needs[key]
         sock = self._sockets.get(key)
         if sock is not None and sock.groups == groups and sock.ah == ah:
             return sock
@@ -307,6 +318,7 @@ class VrrpRuntime:
         await self._read_links(specs)
         rules = self._number_rules(specs)
         self.specs, self.config = specs, config
+        self._plan_sockets()
         if self.firewall is None and any(not s.accept for s in specs):
             self.firewall = AcceptModeFirewall()
             await self.firewall.clean_start()
