@@ -202,9 +202,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     try:
         result, _specs = read_config(args.file, config_id, strict=False)
     except ConfigRefused as refused:
-        for line in refused.lines:
-            log.error("%s", line)
-        log.error("Stopping: the configuration cannot be run")
+        refused.log("Stopping: the configuration cannot be run")
         return EXIT_CANNOT_RUN
     for diag in result.diags:
         log.info("%s", diag)

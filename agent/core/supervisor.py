@@ -318,9 +318,7 @@ class Supervisor:
                     result, _specs = await asyncio.to_thread(
                         read_config, self.s.path, self.s.config_id, True)
                 except ConfigRefused as refused:
-                    for line in refused.lines:
-                        log.error("%s", line)
-                    log.error("Reload refused: the running configuration is kept")
+                    refused.log("Reload refused: the running configuration is kept")
                     self._write_check_log(refused.lines)
                     return {"ok": False, "error": "configuration refused",
                             "errors": refused.lines}

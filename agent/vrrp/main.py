@@ -48,6 +48,12 @@ class ConfigRefused(Exception):
         super().__init__("; ".join(lines))
         self.lines = lines
 
+    def log(self, verdict: str) -> None:
+        """Each reason, then what follows from it."""
+        for line in self.lines:
+            log.error("%s", line)
+        log.error("%s", verdict)
+
 
 def errors_of(result: ParseResult) -> list[str]:
     """The diagnostics that make a reload refuse a configuration: every error.
@@ -220,9 +226,7 @@ class VrrpProcess:
                 result, specs = await asyncio.to_thread(
                     read_config, self.opts.path, self.opts.config_id, True)
             except ConfigRefused as refused:
-                for line in refused.lines:
-                    log.error("%s", line)
-                log.error("Reload refused: keeping the running configuration")
+                refused.log("Reload refused: keeping the running configuration")
                 return {"ok": False, "error": "configuration refused", "errors": refused.lines}
             for diag in result.diags:
                 log.info("%s", diag)
@@ -290,9 +294,7 @@ def run(opts: Options) -> int:
     try:
         result, specs = read_config(opts.path, opts.config_id, strict=False)
     except ConfigRefused as refused:
-        for line in refused.lines:
-            log.error("%s", line)
-        log.error("Stopping: the configuration cannot be run")
+        refused.log("Stopping: the configuration cannot be run")
         return EXIT_CONFIG
     for diag in result.diags:
         log.info("%s", diag)
