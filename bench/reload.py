@@ -554,6 +554,24 @@ def baseline(pids: Sequence[int], timeout: float = 300.0) -> float:
 
 # -- one reload --------------------------------------------------------------------------
 
+
+def wait_quiet(t0: float, c0: int, pids: Callable[[], Sequence[int]], tail: LogTail,
+               done: Callable[[float], bool], too_long: str) -> float:
+    """Sample the CPU of ``pids()`` until neither it nor the log has been busy for
+    QUIET seconds and ``done(now)`` holds; the time of the last busy sample."""
+    busy_t, prev_t, prev_c = t0, t0, c0
+    while True:
+        time.sleep(SAMPLE)
+        t, c = time.monotonic(), cpu_ns(pids())
+        if (c - prev_c) / 1e9 > BUSY * (t - prev_t):
+            busy_t = t
+        prev_t, prev_c = t, c
+        if t - max(busy_t, tail.last() or t0) >= QUIET and done(t):
+            return busy_t
+        if t - t0 > 120:
+            raise AssertionError(too_long)
+
+
 @dataclass
 class Result:
     swap: float | None = None           # HUP -> new VIP in and old VIP out (change only)
@@ -712,19 +730,10 @@ class Bench:
         # Over when neither the CPU nor the log has been busy for QUIET seconds.
         # keepalived's reload has pauses of up to 0.2 s between busy stretches;
         # the advert rounds of 1,000 instances take under half a core in a sample.
-        busy_t, prev_t, prev_c = t0, t0, c0
         try:
-            while True:
-                time.sleep(SAMPLE)
-                t, c = time.monotonic(), cpu_ns(pids)
-                if (c - prev_c) / 1e9 > BUSY * (t - prev_t):
-                    busy_t = t
-                prev_t, prev_c = t, c
-                quiet = t - max(busy_t, tail.last() or t0) >= QUIET
-                if quiet and (swapped() or t - t0 > SWAP_TIMEOUT):
-                    break
-                if t - t0 > 120:
-                    raise AssertionError("the router was still busy 120 s after the HUP")
+            busy_t = wait_quiet(t0, c0, lambda: pids, tail,
+                                lambda t: swapped() or t - t0 > SWAP_TIMEOUT,
+                                "the router was still busy 120 s after the HUP")
         finally:
             lines = tail.stop()
         result.busy = busy_t - t0
@@ -809,19 +818,9 @@ class Bench:
             result.resumed = wire.last - t0
             return True
 
-        busy_t, prev_t, prev_c = t0, t0, c0
         try:
-            while True:
-                time.sleep(SAMPLE)
-                pids = pids_now()
-                t, c = time.monotonic(), cpu_ns(pids)
-                if (c - prev_c) / 1e9 > BUSY * (t - prev_t):
-                    busy_t = t
-                prev_t, prev_c = t, c
-                if t - max(busy_t, tail.last() or t0) >= QUIET and settled(t):
-                    break
-                if t - t0 > 120:
-                    raise AssertionError("not every instance MASTER 120 s after the kill")
+            busy_t = wait_quiet(t0, c0, pids_now, tail, settled,
+                                "not every instance MASTER 120 s after the kill")
         finally:
             lines = tail.stop()
         result.busy = busy_t - t0

@@ -56,6 +56,14 @@ class Override:
     force_backup: bool = False
 
 
+def kernel_objects(spec: InstanceSpec) -> dict[str, list]:
+    """The VIPs, excluded VIPs and routes of an instance, as the kernel adapter takes them
+    (rules are numbered across the whole config, see ``_number_rules``)."""
+    return {"vips": [VirtualAddress.from_words(w, spec.ifname) for w in spec.vips],
+            "evips": [VirtualAddress.from_words(w, spec.ifname) for w in spec.excluded_vips],
+            "routes": [VirtualRoute.from_words(w) for w in spec.routes]}
+
+
 @dataclass
 class ReloadReport:
     added: list[str] = field(default_factory=list)
@@ -211,9 +219,7 @@ class VrrpRuntime:
             announcer = self._announcers[spec.ifname] = Announcer(spec.ifname)
         run = Running(
             spec=spec, engine=engine, sock=sock, announcer=announcer, mac=link.mac,
-            vips=[VirtualAddress.from_words(w, spec.ifname) for w in spec.vips],
-            evips=[VirtualAddress.from_words(w, spec.ifname) for w in spec.excluded_vips],
-            routes=[VirtualRoute.from_words(w) for w in spec.routes], rules=rules)
+            **kernel_objects(spec), rules=rules)
         self._by_vrid[(id(sock), cfg.vrid)].append(run)
         return run
 
@@ -323,14 +329,17 @@ class VrrpRuntime:
             self.firewall = AcceptModeFirewall()
             await self.firewall.clean_start()
         # What masters hold once the reload is done.
+        parsed: dict[tuple, dict[str, list]] = {}     # parsed once, for masters and changes
+
+        def objects(key: tuple) -> dict[str, list]:
+            if key not in parsed:
+                parsed[key] = kernel_objects(new[key])
+            return parsed[key]
+
         protected = set()
         for key, run in old.items():
             if key in new and run.engine.vips_set:
-                spec = new[key]
-                protected |= {VirtualAddress.from_words(w, spec.ifname)
-                              for w in (*spec.vips, *spec.excluded_vips)}
-                protected |= {VirtualRoute.from_words(w) for w in spec.routes}
-                protected |= set(rules[spec.cfg.name])
+                protected.update(*objects(key).values(), rules[new[key].cfg.name])
         now = loop.time()
         for key, run in old.items():
             if key not in new:
@@ -346,7 +355,8 @@ class VrrpRuntime:
             elif run.spec == spec and run.rules == rules[spec.cfg.name]:
                 report.unchanged.append(spec.cfg.name)
             else:
-                self._update(run, spec, rules[spec.cfg.name], protected, loop.time())
+                self._update(run, spec, objects(key), rules[spec.cfg.name], protected,
+                             loop.time())
                 report.changed.append(spec.cfg.name)
             instances.append(run)
         self.instances = instances
@@ -374,15 +384,13 @@ class VrrpRuntime:
         self._by_vrid[(id(run.sock), run.spec.cfg.vrid)].remove(run)
         log.info("(%s) removed", run.spec.cfg.name)
 
-    def _update(self, run: Running, spec: InstanceSpec, rules: list[VirtualRule],
-                protected: set, now: float) -> None:
+    def _update(self, run: Running, spec: InstanceSpec, objects: dict[str, list],
+                rules: list[VirtualRule], protected: set, now: float) -> None:
         old_spec = run.spec
         name = spec.cfg.name
         if old_spec.cfg.name != name:
             log.info("(%s) renamed to %s", old_spec.cfg.name, name)
-        vips = [VirtualAddress.from_words(w, spec.ifname) for w in spec.vips]
-        evips = [VirtualAddress.from_words(w, spec.ifname) for w in spec.excluded_vips]
-        routes = [VirtualRoute.from_words(w) for w in spec.routes]
+        vips, evips, routes = objects["vips"], objects["evips"], objects["routes"]
         if run.engine.vips_set:
             diff = _Diff(old=[*run.vips, *run.evips, *run.routes, *run.rules],
                          new=[*vips, *evips, *routes, *rules], protected=protected)
