@@ -20,6 +20,8 @@ from .core import logs
 from .core.control import DEFAULT_CONTROL_SOCKET
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
+# systemd's StateDirectory=keepalived-py
+DEFAULT_MAINTENANCE_FILE = "/var/lib/keepalived-py/maintenance.json"
 
 
 def default_config_id() -> str:
@@ -92,6 +94,9 @@ def _main_parser() -> argparse.ArgumentParser:
                         help=f"control socket (default {DEFAULT_CONTROL_SOCKET})")
     parser.add_argument("--metrics-listen", metavar="[ADDR]:PORT",
                         help="serve Prometheus metrics there (address default 127.0.0.1)")
+    parser.add_argument("--maintenance-file", default=DEFAULT_MAINTENANCE_FILE, metavar="PATH",
+                        help="where `keepalived-py set` settings are kept across restarts "
+                             f"(default {DEFAULT_MAINTENANCE_FILE}; '' not to keep them)")
     parser.add_argument("-v", "--version", action="version",
                         version=f"keepalived-py {__version__}")
     return parser
@@ -214,7 +219,8 @@ def run_daemon(args: argparse.Namespace) -> int:
         vrrp_pid_file=args.vrrp_pid, respawn=not args.dont_respawn,
         release_vips=not args.dont_release_vrrp, run_vrrp=not args.check,
         control_socket=args.control_socket or None, metrics_listen=args.metrics_listen,
-        reload_check_log=reload_check_log(result.root))
+        reload_check_log=reload_check_log(result.root),
+        maintenance_file=args.maintenance_file or None)
     return asyncio.run(Supervisor(settings).run())
 
 

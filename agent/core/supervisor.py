@@ -69,6 +69,9 @@ class Settings:
     # reload_check_config LOG_FILE.  A reload is always checked before it is
     # applied, with or without the keyword (keepalived checks only with it).
     reload_check_log: str | None = None
+    # where the operator's maintenance settings (``keepalived-py set``) are kept, so
+    # that they outlive a restart of the agent or of the host
+    maintenance_file: str | None = None
 
 
 @dataclass
@@ -113,7 +116,7 @@ class Supervisor:
         self._metrics: Callable[[], None] | None = None
         self._reloading = asyncio.Lock()
         # the operator's maintenance settings, handed to a restarted VRRP process
-        self.overrides: dict[str, dict[str, Any]] = {}
+        self.overrides: dict[str, dict[str, Any]] = load_maintenance(settings.maintenance_file)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -396,8 +399,20 @@ class Supervisor:
         fields = {k: request[k] for k in ("instance", "priority", "force_backup") if k in request}
         answer = await self._ask(vrrp, {"request": "set", **fields})
         if answer.get("ok"):
-            self.overrides[answer["instance"]] = {"priority": answer["priority_override"],
-                                                  "force_backup": answer["force_backup"]}
+            setting = {"priority": answer["priority_override"],
+                       "force_backup": answer["force_backup"]}
+            if setting == {"priority": None, "force_backup": False}:
+                self.overrides.pop(answer["instance"], None)
+            else:
+                self.overrides[answer["instance"]] = setting
+            if self.s.maintenance_file:
+                try:
+                    save_maintenance(self.s.maintenance_file, self.overrides)
+                except OSError as err:
+                    log.error("Cannot keep the maintenance settings in %s: %s",
+                              self.s.maintenance_file, err)
+                    answer = {**answer, "warning": "applied, but not kept across a restart: "
+                              f"{self.s.maintenance_file}: {err.strerror}"}
         return answer
 
     def _start_metrics(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -405,6 +420,39 @@ class Supervisor:
         server = start_metrics_server(self.s.metrics_listen, state_from_loop(loop, self.handle))
         log.info("Prometheus metrics on http://%s/metrics", self.s.metrics_listen)
         self._metrics = server.close
+
+
+def load_maintenance(path: str | None) -> dict[str, dict[str, Any]]:
+    """The maintenance settings kept in ``path`` ({} when there are none).
+
+    A file that cannot be read is logged and ignored: the agent then runs the
+    configuration as written, the safe side for a host coming back."""
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+        settings = {
+            str(name): {"priority": s.get("priority"), "force_backup": bool(s["force_backup"])}
+            for name, s in data["instances"].items()}
+        for name, s in settings.items():
+            p = s["priority"]
+            if p is not None and not (isinstance(p, int) and 1 <= p <= 254):
+                raise ValueError(f"instance {name}: priority {p!r}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        log.error("Ignoring the maintenance settings in %s: %s", path, err)
+        return {}
+    for name, s in settings.items():
+        log.info("(%s) maintenance kept from before: priority %s, force backup %s", name,
+                 s["priority"] if s["priority"] is not None else "as configured",
+                 "on" if s["force_backup"] else "off")
+    return settings
+
+
+def save_maintenance(path: str, overrides: dict[str, dict[str, Any]]) -> None:
+    Path(path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    from .dumps import write_atomic
+    write_atomic(path, json.dumps({"schema_version": 1, "instances": overrides},
+                                  indent=2, sort_keys=True) + "\n")
 
 
 def reload_check_log(root: Node) -> str | None:

@@ -71,9 +71,10 @@ class Router:
         return self
 
     def private_files(self) -> list[str]:
-        """Pid files and control socket of our own, so that agents in a lab never meet."""
+        """Pid files, control socket and maintenance file of our own: agents in a lab never meet."""
         return ["-p", str(self.dir / "agent.pid"), "-r", str(self.dir / "vrrp.pid"),
-                "--control-socket", str(self.control)]
+                "--control-socket", str(self.control),
+                "--maintenance-file", str(self.dir / "maintenance.json")]
 
     @property
     def control(self) -> Path:

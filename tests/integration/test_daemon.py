@@ -439,7 +439,7 @@ def test_dump_files_read_like_keepalived_s_on_the_same_lan(pair: Pair) -> None:
         assert section in read(ours, "keepalived.data")
 
 
-def test_maintenance_override_and_forced_backup_move_the_master(pair: Pair) -> None:
+def test_maintenance_moves_the_master_and_outlives_a_restart(pair: Pair) -> None:
     r1, r2 = pair.start(lambda p: [instance("VI_1", 51, p, [VIP_A])])
     socket_ = str(r1.control)
 
@@ -476,7 +476,20 @@ def test_maintenance_override_and_forced_backup_move_the_master(pair: Pair) -> N
     assert taken - forced < 1.0
     settle(4.5)
     assert holders(pair.routers, VIP_A) == ["r2"]
+    # kept across a stop and a start of the whole agent (as across a reboot)
+    kept = json.loads((r1.dir / "maintenance.json").read_text())["instances"]
+    assert kept == {"VI_1": {"priority": None, "force_backup": True}}
+    r1.stop()
+    restarted = time.time()
+    r1.start()
+    r1.wait_log("maintenance kept from before", since=restarted)
+    wait_for("r1's control socket", r1.control.exists, timeout=10)
+    settle(4.5)
+    assert holders(pair.routers, VIP_A) == ["r2"]
+    assert not [m for _, m in r1.messages(restarted) if "Entering MASTER STATE" in m]
     set_("--force-backup", "off")
     wait_for("r1 to take back", lambda: holders(pair.routers, VIP_A) == ["r1"], timeout=10)
+    # nothing left to keep
+    assert json.loads((r1.dir / "maintenance.json").read_text())["instances"] == {}
     bad = keepalived_py("set", "VI_9", "--priority", "10", "--control-socket", socket_)
     assert bad.returncode == 1 and "VI_9" in bad.stderr

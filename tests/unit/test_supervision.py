@@ -14,7 +14,12 @@ import pytest
 from keepalived_py.cli import SIGNALS, main
 from keepalived_py.core import logs
 from keepalived_py.core.ipc import Channel, ChannelClosed
-from keepalived_py.core.supervisor import already_running, next_delay
+from keepalived_py.core.supervisor import (
+    already_running,
+    load_maintenance,
+    next_delay,
+    save_maintenance,
+)
 
 
 def test_back_off_follows_keepalived_calc_restart_delay() -> None:
@@ -109,3 +114,20 @@ def test_signum_prints_the_signal_numbers(name: str, capsys: pytest.CaptureFixtu
                                 text=True, timeout=10)
         assert int(theirs.stdout) == number, f"keepalived says {theirs.stdout!r}"
 
+
+
+def test_maintenance_settings_round_trip_and_a_bad_file_is_ignored(
+        tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state" / "maintenance.json"
+    assert load_maintenance(str(path)) == {}
+    kept = {"VI_1": {"priority": None, "force_backup": True},
+            "VI_2": {"priority": 50, "force_backup": False}}
+    save_maintenance(str(path), kept)
+    assert load_maintenance(str(path)) == kept
+    for bad in ("{", '{"instances": []}', '{"instances": {"VI_1": {"priority": 300, '
+                '"force_backup": false}}}', '{"instances": {"VI_1": {"priority": 5}}}'):
+        path.write_text(bad)
+        with caplog.at_level(logging.ERROR):
+            caplog.clear()
+            assert load_maintenance(str(path)) == {}
+        assert f"Ignoring the maintenance settings in {path}" in caplog.text
