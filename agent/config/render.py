@@ -17,7 +17,7 @@ from .schema import ENTRIES
 INDENT = "    "
 # Words that keepalived's reader would split, treat as a comment, a block brace,
 # a conditional, a definition or a sequence unless they are quoted.
-_NEEDS_QUOTES = re.compile(r'[\s{}#!\\]|^[@$~]|^$')
+_NEEDS_QUOTES = re.compile(r'[\s{}#!\\$]|^[@~]|^$')
 
 
 class RenderError(ValueError):

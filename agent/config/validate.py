@@ -134,11 +134,16 @@ class Script:
         argv = split_command(self.command)
         return argv[0] if argv else ""
 
-    def found(self) -> bool:
-        """Can the file be found?  (A ``</path`` test opens a file: no script.)"""
+    def is_program(self) -> bool:
+        """Does it name a program at all?  (A ``</path`` test opens a file: no script.)"""
         prog = self.program()
-        if not prog or (prog.startswith("<") and prog[1:].lstrip(" \t").startswith("/")):
+        return bool(prog) and not (prog.startswith("<") and prog[1:].lstrip(" \t").startswith("/"))
+
+    def found(self) -> bool:
+        """Can the file be found on this machine?"""
+        if not self.is_program():
             return False
+        prog = self.program()
         if "/" not in prog:
             return shutil.which(prog) is not None
         return os.path.exists(prog)
@@ -158,6 +163,7 @@ def script_of(ws: list[str] | None, where: Where | None) -> Script | None:
 class _Checker:
     result: ParseResult
     links: set[str] | None          # None: interfaces cannot be checked here
+    host_checks: bool = True        # False: users, groups and script files taken as present
     script_security: bool = False
     dynamic_interfaces: bool = False
     default_user_failed: bool = False
@@ -176,6 +182,16 @@ class _Checker:
     def at(self, node: Node, name: str) -> Where | None:
         return node.value_where.get(name, node.where)
 
+    # what only the target machine can tell ------------------------------------
+    def user_exists(self, name: str) -> bool:
+        return not self.host_checks or user_exists(name)
+
+    def group_exists(self, name: str) -> bool:
+        return not self.host_checks or group_exists(name)
+
+    def found(self, script: Script) -> bool:
+        return script.found() if self.host_checks else script.is_program()
+
     # users ------------------------------------------------------------------
     def globals_(self) -> None:
         gd = self.root.values.get("global_defs")
@@ -187,7 +203,7 @@ class _Checker:
         if su and len(su) > 1:
             self.default_user_known = True
             user, group = su[1], su[2] if len(su) > 2 else None
-            if not user_exists(user) or (group is not None and not group_exists(group)):
+            if not self.user_exists(user) or (group is not None and not self.group_exists(group)):
                 self.report(Level.GENERAL_ERROR, "Error setting global script uid/gid",
                             self.at(gd, "script_user"))
                 self.default_user_failed = True
@@ -199,7 +215,7 @@ class _Checker:
             return False
         if not self.default_user_known:
             self.default_user_known = True
-            if not user_exists(DEFAULT_SCRIPT_USER) and self.script_security:
+            if not self.user_exists(DEFAULT_SCRIPT_USER) and self.script_security:
                 self.report(Level.GENERAL_ERROR,
                             f"Unable to set default user {DEFAULT_SCRIPT_USER} for script")
                 self.default_user_failed = True
@@ -213,9 +229,10 @@ class _Checker:
         if script.user is None:
             if not self.default_user_ok():
                 return False
-        elif not user_exists(script.user) or (script.group and not group_exists(script.group)):
+        elif not self.user_exists(script.user) or (
+                script.group and not self.group_exists(script.group)):
             return False
-        return script.found()
+        return self.found(script)
 
     def security(self, scripts: list[Script | None], what: str) -> None:
         if self.script_security:
@@ -238,7 +255,7 @@ class _Checker:
         scripts = [script_of(words(gd, k), self.at(gd, k))
                    for k in ("startup_script", "shutdown_script")]
         if any(scripts) and not self.script_security:
-            if any(s is not None and s.found() for s in scripts):
+            if any(s is not None and self.found(s) for s in scripts):
                 self.report(Level.SECURITY_ERROR, "SECURITY VIOLATION - start/shutdown scripts "
                             "are being executed but script_security not enabled.")
 
@@ -282,7 +299,7 @@ class _Checker:
                             f"Unable to set default user for misc script {shown} - removing",
                             misc.where)
                 return None
-        elif not user_exists(script.user):
+        elif not self.user_exists(script.user):
             self.report(Level.GENERAL_ERROR,
                         f"Failed to set uid/gid for misc checker script {shown} - removing",
                         self.at(misc, "user"))
@@ -386,7 +403,7 @@ class _Checker:
             return
         user = words(vs, "user")
         if user and len(user) > 1:
-            if not user_exists(user[1]) or (len(user) > 2 and not group_exists(user[2])):
+            if not self.user_exists(user[1]) or (len(user) > 2 and not self.group_exists(user[2])):
                 shown = " ".join(f"'{a}'" for a in split_command(script[1]))
                 self.report(Level.GENERAL_ERROR, f"Unable to set uid/gid for script {shown}",
                             self.at(vs, "user"))
@@ -490,7 +507,7 @@ class _Checker:
             user = words(vs, "user")
             if script is not None and user and len(user) > 1:
                 script.user = user[1]
-            if script is not None and not script.found() and script.program() \
+            if script is not None and not self.found(script) and script.program() \
                     and not script.program().startswith("<"):
                 self.report(Level.GENERAL_ERROR,
                             f"Disabling track script {vs.head} since not found/accessible")
@@ -586,8 +603,14 @@ def vs_name(vs: Node) -> str:
     return f"[{addr}]:{proto}:{port}"
 
 
-def validate(result: ParseResult, interfaces: set[str] | None = None) -> None:
-    """Add to ``result.diags`` what keepalived reports after reading the file."""
+def validate(result: ParseResult, interfaces: set[str] | None = None, *,
+             host_checks: bool = True) -> None:
+    """Add to ``result.diags`` what keepalived reports after reading the file.
+
+    ``host_checks=False`` takes the users, groups and script files the file names as
+    present: for checking, elsewhere, a file meant for another machine (which checks
+    them itself when it loads the file).  Interfaces are ``interfaces``' business.
+    """
     namespace = result.root.values.get("net_namespace")
     if namespace is not None:
         links: set[str] | None = None
@@ -595,7 +618,7 @@ def validate(result: ParseResult, interfaces: set[str] | None = None) -> None:
                          f"network namespace {namespace!s} when it starts")
     else:
         links = local_interfaces() if interfaces is None else interfaces
-    check = _Checker(result, links)
+    check = _Checker(result, links, host_checks)
     check.globals_()
     check.startup_scripts()
     check.checker()

@@ -19,18 +19,22 @@ canonical text; ``Names`` takes them back through the model to the variable.
 
 from __future__ import annotations
 
-import importlib
 import re
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.keepalived_py.ha.agent.config import parse, validate
-from ansible_collections.keepalived_py.ha.agent.config.diag import Diagnostic, Invalid, Level
+from ansible_collections.keepalived_py.ha.agent.config.diag import (
+    Diagnostic,
+    Diagnostics,
+    Invalid,
+    Level,
+)
 from ansible_collections.keepalived_py.ha.agent.config.keywords import ROOT
+from ansible_collections.keepalived_py.ha.agent.config.lexer import Preprocessor, split_tokens
 from ansible_collections.keepalived_py.ha.agent.config.model import Node
 from ansible_collections.keepalived_py.ha.agent.config.parser import ParseResult
 from ansible_collections.keepalived_py.ha.agent.config.render import (
@@ -40,6 +44,7 @@ from ansible_collections.keepalived_py.ha.agent.config.render import (
     render,
 )
 from ansible_collections.keepalived_py.ha.agent.config.schema import BlockSpec, Ctx, Kw
+from ansible_collections.keepalived_py.ha.agent.config.validate import DEFAULT_SCRIPT_USER, vs_name
 from ansible_collections.keepalived_py.ha.plugins.module_utils.keepalived_config import (
     ARGUMENT_SPEC,
     HEADER,
@@ -55,7 +60,6 @@ _KEYWORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INCLUDE = re.compile(r"include[rmwba]?\Z")           # the lexer's include keywords
 _INCLUDE_LINE = re.compile(r"(?:@\^?\S+[ \t]+)?include[rmwba]?[ \t]")
 _ENV_USE = re.compile(r"\$\{?_ENV\b")
-_NAMED = re.compile(r"\((?P<name>[^()\s]+)\)")        # keepalived's "(VI_1) ..." messages
 _UNREAD = object()
 
 
@@ -94,6 +98,30 @@ def _reads(kw: Kw, words: list[str]) -> Any:
     except Invalid:
         return _UNREAD
     return _UNREAD if any(_kind(level) == "error" for level in refused) else value
+
+
+def _read_as_written(word: str) -> bool:
+    """Does keepalived's reader give ``word`` back from ``quote(word)``?
+
+    It expands its definitions (``$NAME``, ``${NAME}``) on the whole line, inside
+    quotes too, and has no escape for ``$``; whether a ``$`` starts a use depends on
+    what follows it, quote included.  The agent's own reader decides, not a rule of ours.
+    """
+    try:
+        line = f"k {quote(word)}\n"
+    except RenderError:
+        return True         # not written at all: emit() says why
+    reader = Preprocessor("-", Diagnostics(), config_id=None, environ={}, text=line)
+    return [split_tokens(logical.text) for logical in reader] == [["k", word]]
+
+
+def _changed_by_reader(words: list[str]) -> bool:
+    return any("$" in word and not _read_as_written(word) for word in words)
+
+
+_EXPANDED = ("cannot be written as keepalived.conf: keepalived would replace a $NAME or "
+             "${NAME} in it (its definitions, such as $_PWD or ${_RANDOM}, are expanded even "
+             "inside quotes, and $ has no escape)")
 
 
 def _one_line(kw: Kw | None) -> bool:
@@ -143,6 +171,10 @@ class Generator:
         except RenderError as error:
             self.problem(path, str(error))
             return
+        # a value the file cannot carry as it is: refused, not silently changed
+        if _changed_by_reader(words[1:] if keyword else words):
+            self.problem(path, _EXPANDED)
+            return
         self.out.lines.append(INDENT * depth + " ".join(quoted) + (" {" if opens else ""))
         self.out.paths.append(path)
 
@@ -163,6 +195,9 @@ class Generator:
         head = self.line_words(name, f"{path}.name") if name is not None else None
         if not head:
             self.problem(f"{path}.name", f"missing: every {keyword} needs a name")
+            return
+        if _changed_by_reader(head):
+            self.problem(f"{path}.name", _EXPANDED)
             return
         body = {key: value for key, value in item.items() if key != "name"}
         self.block(depth, keyword, head, body, spec, path)
@@ -268,36 +303,17 @@ class _EveryInterface(frozenset):
         return True
 
 
-_CHECKS = importlib.import_module("ansible_collections.keepalived_py.ha.agent.config.validate")
-
-
-@contextmanager
-def _host_lookups_assumed() -> Iterator[None]:
-    """validate() looks up users, groups and script files on the host it runs on.
-    Here that is the controller, so they are taken as present; the target's
-    ``keepalived-py -t`` checks them where they matter, before the file is replaced.
-
-    TODO(agent): replace by validate(..., host=False) once the agent has it.
-    """
-    saved = _CHECKS.user_exists, _CHECKS.group_exists, _CHECKS.Script.found
-    _CHECKS.user_exists = _CHECKS.group_exists = lambda _name: True
-    _CHECKS.Script.found = lambda _self: True
-    try:
-        yield
-    finally:
-        _CHECKS.user_exists, _CHECKS.group_exists, _CHECKS.Script.found = saved
-
-
 def read_config(text: str, dest: str, config_id: str) -> ParseResult:
     """The agent's parser and checks on ``text`` as the file ``dest`` of host ``config_id``.
 
     ``${_RANDOM}`` is seeded from the text (a random value drawn afresh on every
     run would make every run a change); ``${_ENV}`` is refused before this.
+    Interfaces, users, groups and script files are the target's: taken as present
+    here, the target's ``keepalived-py -t`` checks them before the file is replaced.
     """
     seed = zlib.crc32(f"{config_id}\0{text}".encode())
     result = parse(dest, config_id=config_id, text=text, random_seed=seed, environ={})
-    with _host_lookups_assumed():
-        validate(result, interfaces=_EveryInterface())
+    validate(result, interfaces=_EveryInterface(), host_checks=False)
     return result
 
 
@@ -351,13 +367,69 @@ def places(root: Node, item_lines: bool) -> dict[Key, int]:
     return found
 
 
-def named_block(root: Node, name: str) -> Key | None:
-    """The one top-level block named ``name`` (keepalived's messages say "(VI_1) ...")."""
-    matches = [(keyword, index) for keyword, value in root.values.items()
-               if isinstance(value, list)
+def named_block(root: Node, name: str, keyword: str | None = None) -> Key | None:
+    """The one top-level block named ``name`` (of kind ``keyword`` when given)."""
+    matches = [(kind, index) for kind, value in root.values.items()
+               if isinstance(value, list) and keyword in (None, kind)
                for index, child in enumerate(value)
                if isinstance(child, Node) and str(child.head) == name]
     return matches[0] if len(matches) == 1 else None
+
+
+# keepalived's messages without a line (agent/config/validate.py) that name a block:
+# (pattern, the kind of block or None for any); ``key``, when matched, is the keyword.
+_ABOUT_A_BLOCK = (
+    (re.compile(r"\((?P<name>[^()\s]+)\) Ignoring (?P<key>track_interface) "), None),
+    (re.compile(r"\((?P<name>[^()\s]+)\) Unknown (?P<key>interface)!"), None),
+    (re.compile(r"\((?P<name>[^()\s]+)\) "), None),
+    (re.compile(r"Sync group (?P<name>\S+) has only "), "vrrp_sync_group"),
+    (re.compile(r"Disabling track script (?P<name>\S+) since "), "vrrp_script"),
+)
+_NOTIFY = ("notify_backup", "notify_master", "notify_fault", "notify_stop", "notify_deleted",
+           "notify", "notify_master_rx_lower_pri")
+# ... and those about keywords anywhere: message start -> {block: its keywords meant};
+# no keywords: the blocks themselves.  The script lists are the ones validate.py counts.
+_ABOUT_KEYWORDS: tuple[tuple[str, dict[str, tuple[str, ...]]], ...] = (
+    ("SECURITY VIOLATION - start/shutdown scripts ",
+     {"global_defs": ("startup_script", "shutdown_script")}),
+    ("SECURITY VIOLATION - scripts ",
+     {"global_defs": ("notify_fifo_script", "vrrp_notify_fifo_script"),
+      "vrrp_script": ("script",), "vrrp_instance": _NOTIFY, "vrrp_sync_group": _NOTIFY}),
+    ("SECURITY VIOLATION - check scripts ", {"virtual_server": ()}),
+    # said only when script_user is not set: where it would go
+    (f"Unable to set default user {DEFAULT_SCRIPT_USER} ", {"global_defs": ()}),
+)
+
+
+def about(root: Node, message: str) -> list[Key]:
+    """The places a message without a line is about, in the model (possibly none)."""
+    for pattern, kind in _ABOUT_A_BLOCK:
+        m = pattern.match(message)
+        key = named_block(root, m.group("name"), kind) if m else None
+        if key is not None:
+            return [(*key, m.group("key"))] if "key" in m.groupdict() else [key]
+    for start, wanted in _ABOUT_KEYWORDS:
+        if message.startswith(start):
+            return _keywords(root, wanted)
+    # a virtual server is told by its address (keepalived's FMT_VS), not by a name
+    return [block for block, node in _blocks(root, "virtual_server")
+            if re.search(rf"[Vv]irtual server {re.escape(vs_name(node))}\b", message)]
+
+
+def _keywords(root: Node, wanted: Mapping[str, tuple[str, ...]]) -> list[Key]:
+    found: list[Key] = []
+    for kind, names in wanted.items():
+        for block, node in _blocks(root, kind):
+            if not names:
+                found.append(block)
+            found += [(*block, name) for name in names if name in node.values]
+    return found
+
+
+def _blocks(root: Node, kind: str) -> list[tuple[Key, Node]]:
+    value = root.values.get(kind)
+    children = value if isinstance(value, list) else [] if value is None else [value]
+    return [((kind, index), child) for index, child in enumerate(children)]
 
 
 class Names:
@@ -377,8 +449,9 @@ class Names:
         return None
 
     def of_message(self, message: str) -> str | None:
-        m = _NAMED.match(message)
-        return self.of_key(named_block(self.result.root, m.group("name"))) if m else None
+        """A message without a line, named by what it is about."""
+        names = [self.of_key(key) for key in about(self.result.root, message)]
+        return ", ".join(_unique([name for name in names if name])) or None
 
     def describe(self, diag: Diagnostic) -> str:
         name = self.name_line(diag.where.line) if diag.where is not None else \

@@ -43,6 +43,10 @@ description:
     (V(10.0.0.10/24 dev eth0)) and a list item the words themselves; a list given to a
     keyword that takes several words on its own line is those words
     (V(smtp_server: [192.0.2.25, 25]), V(weight: [-20, reverse]))."
+  - A string reaches the agent as given, or the task fails naming the variable. keepalived
+    replaces C($NAME) and C(${NAME}) of its definitions (C($_PWD), C(${_RANDOM}), ...) even
+    inside quotes, and a C($) cannot be escaped, so a value in which it would replace one
+    (V(x $_PWD y), V(a${_HASH})) is refused; any other C($) (V(a$b)) is written as it is.
   - Includes, C(${_ENV}) and other things that read the controller's files or environment
     are refused in O(content), since the file is rendered on the controller as one text.
 author:

@@ -23,8 +23,9 @@ description:
     (a VRID of 300, a bad address) is a problem too, with keepalived's message.
   - "A B(VRRP router) is the set of instances, across hosts, that share a segment, an address
     family, a VRID and the set of C(virtual_ipaddress) addresses (address and prefix). The
-    B(segment) of an instance is its C(segment) key if given, else the IPv4 network of its
-    interface from the host's facts (IPv6 without IPv4), else the network of its first VIP."
+    B(segment) of an instance is the segment its host's O(segments_var) names for its
+    C(interface), else the IPv4 network of that interface from the host's facts (IPv6
+    without IPv4), else the network of its first VIP."
   - The checks follow.
   - B(VRID clashes) - one VRID, on one segment and address family, used by instances that are
     not one VRRP router (their VIP sets differ), or one host with two instances of one router.
@@ -61,11 +62,27 @@ options:
         dict whose keys are keepalived keywords - C(name), C(interface), C(virtual_router_id),
         C(priority), C(state), C(advert_int), C(version), C(virtual_ipaddress) (a list of
         C(ADDRESS[/LEN] [dev IF] ...) lines), C(unicast_src_ip), C(unicast_peer) (a list),
-        C(authentication) (a dict with C(auth_type), C(auth_pass)) - plus C(segment), an
-        explicit name for the instance's L2 segment.
-      - Other keys are ignored here.
+        C(authentication) (a dict with C(auth_type), C(auth_pass)).
+      - Other keys are ignored here, so the same list can be given to
+        M(keepalived_py.ha.keepalived_config) as its C(instances).
     type: str
     default: keepalived_py_instances
+  segments_var:
+    description:
+      - "The name of the variable holding, per host, where its interfaces are attached: a dict
+        of interface name to segment name, such as C({eth0: dc1-vlan12, eth1: dc1-backend})."
+      - A segment is a property of the host's wiring, not of an instance, so it is not a key
+        of the instance dicts. An instance is on the segment named for its C(interface).
+      - Name segments where the subnets do not tell them apart (two sites reusing one subnet),
+        or where they split one (hosts whose primary addresses are in different subnets on one
+        LAN). Segment names are compared as they are; a name may be a network, such as
+        C(192.0.2.0/24), to match the segment of hosts that do not name theirs.
+      - Interfaces not in it, and hosts that do not define it, fall back to the interface's
+        network from the facts, then to the network of the first VIP.
+      - "A value that is not a dict of strings to strings fails the task before anything is
+        checked, naming the host and the variable (C(node-a: keepalived_py_segments.eth0))."
+    type: str
+    default: keepalived_py_segments
 attributes:
   action:
     support: full
@@ -89,6 +106,9 @@ attributes:
 notes:
   - Run it first in a play (or in a play of its own before the roll-out), after gathering
     facts for the subnet and segment checks.
+  - A router that only one host has is a warning; when the same VRID and VIPs are on
+    another segment for other hosts (a segment named on some hosts only), the warning names
+    those instances and where each segment came from.
 seealso:
   - module: keepalived_py.ha.vrrp_facts
 """
@@ -99,10 +119,11 @@ EXAMPLES = r"""
 - name: Check the VRRP topology of all hosts of the play
   keepalived_py.ha.keepalived_topology:
 
-- name: Check the instances of two groups together, from another variable
+- name: Check the instances of two groups together, from other variables
   keepalived_py.ha.keepalived_topology:
     hosts: [lb_dc1, lb_dc2]
     instances_var: vrrp_instances
+    segments_var: vrrp_segments
 
 # host_vars/node-a.yml
 # keepalived_py_instances:
@@ -118,6 +139,11 @@ EXAMPLES = r"""
 #     authentication:
 #       auth_type: PASS
 #       auth_pass: "{{ vault_vrrp_pass }}"
+#
+# group_vars/lb_dc2.yml: dc2 reuses dc1's subnet on its own VLAN; naming the segment
+# keeps its VRID 51 from clashing with dc1's
+# keepalived_py_segments:
+#   eth0: dc2-vlan12
 """
 
 RETURN = r"""
@@ -178,8 +204,9 @@ routers:
     members:
       description:
         - The instances making the router - C(host), C(instance) (name), C(path) (of the
-          variable), C(priority), C(state), C(segment_from) (V(segment), V(facts), V(vips)
-          or V(interface) - where the segment came from).
+          variable), C(priority), C(state), C(segment_from) (where the segment came from -
+          V(segments) for O(segments_var), V(facts), V(vips), or V(interface) when there
+          was nothing else).
       type: list
       elements: dict
       returned: always

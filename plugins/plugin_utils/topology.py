@@ -4,16 +4,19 @@
 
 """Cross-host checks of a VRRP topology, on the controller (action keepalived_topology).
 
-Input: per host, its list of instance dicts (keys are keepalived keywords) and its
-gathered facts.  Values are read with the agent's own keyword table
-(``agent/config/keywords_vrrp.py``), so a priority, an ``advert_int`` or a
-``virtual_ipaddress`` line means here exactly what it means to the agent.
+Input: per host, its list of instance dicts (keys are keepalived keywords), its
+segments (interface name -> segment name) and its gathered facts.  Values are read
+with the agent's own keyword table (``agent/config/keywords_vrrp.py``), so a
+priority, an ``advert_int`` or a ``virtual_ipaddress`` line means here exactly what
+it means to the agent.
 
 Terms:
 
-- **segment**: the L2 segment an instance advertises on: its ``segment`` key if
-  given, else the IPv4 network of its interface (IPv6 when it has no IPv4) from the
-  host's facts, else (no facts) the network of its first VIP.
+- **segment**: the L2 segment an instance advertises on: the segment its host's
+  segments variable names for its interface (where the interface is attached: a
+  property of the host, not of the instance), else the IPv4 network of its
+  interface (IPv6 when it has no IPv4) from the host's facts, else (no facts) the
+  network of its first VIP.
 - **VRRP router**: the instances of all hosts that share segment, address family,
   VRID and the set of ``virtual_ipaddress`` addresses (address and prefix).
 
@@ -36,6 +39,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 DEFAULT_INTERFACE = "eth0"      # keepalived's default_interface
+DEFAULT_SEGMENTS_VAR = "keepalived_py_segments"
 DEFAULT_VERSION = 2             # keepalived's vrrp_version
 OWNER_PRIORITY = 255
 
@@ -66,11 +70,16 @@ class Instance:
     unicast_peers: list[str] = field(default_factory=list)
     auth: tuple[str, str] = ("none", "")
     segment: str | None = None
-    segment_from: str = "segment"
+    segment_from: str = "segments"  # segments (the variable), facts, vips or interface
+    segments_var: str = DEFAULT_SEGMENTS_VAR
     facts: Mapping[str, Any] | None = None     # the host's ansible_facts (None: none)
 
     def ref(self, key: str | None = None) -> str:
         return f"{self.host}: {self.path}" + (f".{key}" if key else "")
+
+    def segment_ref(self) -> str:
+        """Where the segment would be named for this instance: the host's variable."""
+        return f"{self.host}: {self.segments_var}.{self.interface}"
 
     @property
     def family(self) -> int:
@@ -109,6 +118,47 @@ class Router:
 class Report:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HostInput:
+    """One host's variables, as a task on it sees them, and its gathered facts."""
+
+    instances_var: str
+    instances: Any
+    facts: Mapping[str, Any] | None = None
+    segments_var: str = DEFAULT_SEGMENTS_VAR
+    segments: Mapping[str, str] = field(default_factory=dict)   # read by read_segments
+
+
+# -- the segments variable ------------------------------------------------------------
+
+
+def read_segments(host: str, var: str, value: Any) -> tuple[dict[str, str], list[str]]:
+    """A host's segments variable (interface name -> segment name), and its problems.
+
+    A wrong value is refused rather than partly used: a segment left out would
+    silently fall back to the interface's network and split a VRRP router in two.
+    """
+    if not isinstance(value, Mapping):
+        return {}, [f"{host}: {var}: must be a dict of interface name -> segment name, "
+                    f"not {kind_of(value)}"]
+    segments: dict[str, str] = {}
+    problems = []
+    for iface, segment in value.items():
+        if not isinstance(iface, str):
+            problems.append(f"{host}: {var}: {iface!r}: a key must be an interface name "
+                            f"(a string), not {kind_of(iface)}")
+        elif not iface.strip():
+            problems.append(f"{host}: {var}: an empty key: keys are interface names")
+        elif not isinstance(segment, str):
+            problems.append(f"{host}: {var}.{iface}: must be a segment name (a string), "
+                            f"not {kind_of(segment)}")
+        elif not segment.strip():
+            problems.append(f"{host}: {var}.{iface}: must be a segment name, not empty")
+        else:
+            segments[iface] = segment.strip()
+    return segments, problems
 
 
 # -- reading values as the agent does -----------------------------------------------
@@ -201,14 +251,15 @@ def _arg(key: str) -> Arg:
     return VRRP_INSTANCE.keyword(key).arg
 
 
-def read_instance(host: str, path: str, data: Any, facts: Mapping[str, Any] | None,
+def read_instance(host: str, path: str, data: Any, given: HostInput,
                   report: Report) -> Instance | None:
     """One instance dict read, or None when it cannot take part in the checks."""
     if not isinstance(data, Mapping):
         report.problems.append(f"{host}: {path}: must be a dict of keepalived keywords, "
                                f"not {kind_of(data)}")
         return None
-    inst = Instance(host=host, path=path, name=str(data.get("name") or path), facts=facts)
+    inst = Instance(host=host, path=path, name=str(data.get("name") or path),
+                    segments_var=given.segments_var, facts=given.facts)
     read = _Reader(inst, data, report)
     inst.vrid = read.value("virtual_router_id", _arg("virtual_router_id"))
     if inst.vrid is None and data.get("virtual_router_id") is None:
@@ -225,7 +276,7 @@ def read_instance(host: str, path: str, data: Any, facts: Mapping[str, Any] | No
     inst.unicast_src_given = source is not None
     inst.unicast_peers = [str(_address(line[0])) for _index, line in read.lines("unicast_peer")]
     inst.auth = _auth(read, data.get("authentication"))
-    _place(inst, data, report)
+    _place(inst, given.segments)
     return None if inst.vrid is None else inst
 
 
@@ -292,13 +343,13 @@ def _primary(iface: Mapping[str, Any] | None, family: int) -> str | None:
     return None
 
 
-def _place(inst: Instance, data: Mapping[str, Any], report: Report) -> None:
+def _place(inst: Instance, segments: Mapping[str, str]) -> None:
     """The instance's segment, and its unicast source when not given."""
     iface = interface_facts(inst.facts, inst.interface)
     if inst.unicast_src is None and inst.unicast_peers:
         inst.unicast_src = _primary(iface, inst.family)
-    if data.get("segment") is not None:
-        inst.segment, inst.segment_from = str(data["segment"]), "segment"
+    if inst.interface in segments:
+        inst.segment, inst.segment_from = segments[inst.interface], "segments"
         return
     networks = []
     if iface is not None:
@@ -335,12 +386,28 @@ def check_vrid_clashes(routers: list[Router], report: Report) -> None:
         if not clashing:
             continue
         uses = "; ".join(f"{m.ref('virtual_router_id')} (virtual_ipaddress: "
-                         f"{', '.join(sorted(r.vips)) or 'none'})"
+                         f"{', '.join(sorted(r.vips)) or 'none'}{_named(m)})"
                          for r in clashing for m in r.members)
         report.problems.append(
             f"VRID clash: VRID {vrid} (IPv{family}) on segment {segment} is used by "
             f"instances that are not one VRRP router (their virtual_ipaddress sets differ): "
             f"{uses}")
+
+
+def _named(inst: Instance) -> str:
+    """Which variable put the instance on its segment, when one did."""
+    return f"; segment named by {inst.segment_ref()}" if inst.segment_from == "segments" else ""
+
+
+def _origin(inst: Instance) -> str:
+    """Where the instance's segment came from, in words."""
+    if inst.segment_from == "segments":
+        return f"named by {inst.segment_ref()}"
+    if inst.segment_from == "facts":
+        return f"the network of {inst.interface} in {inst.host}'s facts"
+    if inst.segment_from == "vips":
+        return "the network of its first VIP"
+    return "its interface name"
 
 
 def _clash(one: Router, other: Router) -> bool:
@@ -466,6 +533,26 @@ def _auth_classes(members: list[Instance]) -> str:
     return ", ".join(out)
 
 
+def check_lone(router: Router, routers: list[Router], report: Report) -> None:
+    """A router of one host: no peer, or its peers put on another segment (a segment
+    named on one host only splits a router in two)."""
+    if len({m.host for m in router.members}) > 1:
+        return
+    member = router.members[0]
+    text = (f"{router.label()}: only {member.host} has it ({member.ref()}): no peer among "
+            "the hosts")
+    if member.segment_from == "segments":
+        text += f" on this segment ({_origin(member)})"
+    same = (router.family, router.vrid, router.vips)
+    twins = [m for other in routers
+             if other is not router and (other.family, other.vrid, other.vips) == same
+             for m in other.members]
+    if twins:
+        text += "; the same VRID and VIPs are on another segment for " + ", ".join(
+            f"{m.ref()} (segment {m.segment}, {_origin(m)})" for m in twins)
+    report.warnings.append(text)
+
+
 def check_vips_in_subnet(instances: list[Instance], report: Report) -> None:
     """Every VIP inside a network of its interface (from the facts), else a warning."""
     warned: set[str] = set()
@@ -473,12 +560,19 @@ def check_vips_in_subnet(instances: list[Instance], report: Report) -> None:
         if not has_network_facts(inst.facts):
             if inst.host not in warned:
                 warned.add(inst.host)
-                report.warnings.append(
-                    f"{inst.host}: no network facts gathered: VIPs not checked against "
-                    f"interface subnets, segments taken from the VIPs (gather facts first)")
+                report.warnings.append(_without_facts(inst.host, instances))
             continue
         for vip in inst.vips:
             _check_vip(inst, vip, report)
+
+
+def _without_facts(host: str, instances: list[Instance]) -> str:
+    text = f"{host}: no network facts gathered: VIPs not checked against interface subnets"
+    guessed = [i for i in instances if i.host == host and i.segment_from != "segments"]
+    if not guessed:
+        return f"{text} (gather facts first)"
+    return (f"{text}, segments taken from the VIPs (gather facts first, or name the segments "
+            f"of the interfaces in {guessed[0].segments_var})")
 
 
 def _check_vip(inst: Instance, vip: Vip, report: Report) -> None:
@@ -497,20 +591,18 @@ def _check_vip(inst: Instance, vip: Vip, report: Report) -> None:
             f"subnets of {ifname} on {inst.host} (IPv{vip.address.version}: {nets})")
 
 
-HostInput = tuple[str, Any, Mapping[str, Any] | None]     # variable name, its value, facts
-
-
 def check(hosts: Mapping[str, HostInput]) -> tuple[Report, list[Router]]:
-    """All checks. ``hosts``: name -> (variable name, its value, the host's ansible_facts)."""
+    """All checks. ``hosts``: name -> its variables and facts."""
     report = Report()
     instances: list[Instance] = []
-    for host, (var, value, facts) in hosts.items():
+    for host, given in hosts.items():
+        var, value = given.instances_var, given.instances
         if not isinstance(value, list):
             report.problems.append(f"{host}: {var}: must be a list of instance dicts, "
                                    f"not {kind_of(value)}")
             continue
         for index, data in enumerate(value):
-            inst = read_instance(host, f"{var}[{index}]", data, facts, report)
+            inst = read_instance(host, f"{var}[{index}]", data, given, report)
             if inst is not None:
                 instances.append(inst)
     routers = routers_of(instances)
@@ -520,9 +612,7 @@ def check(hosts: Mapping[str, HostInput]) -> tuple[Report, list[Router]]:
         check_priorities(router, report)
         check_unicast(router, report)
         check_same_settings(router, report)
-        if len({m.host for m in router.members}) == 1:
-            report.warnings.append(f"{router.label()}: only {router.members[0].host} has it "
-                                   f"({router.members[0].ref()}): no peer among the hosts")
+        check_lone(router, routers, report)
     check_vips_in_subnet(instances, report)
     report.warnings = list(dict.fromkeys(report.warnings))
     return report, routers

@@ -9,6 +9,7 @@ step but the transport is the real one.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import sys
@@ -196,6 +197,87 @@ def test_a_message_without_a_line_is_named_by_its_block():
     assert errors == ["instances[1]: (VI_2) the virtual router id must be set"]
 
 
+@pytest.mark.parametrize(("given", "error"), [
+    ({"instances": [instance()], "sync_groups": [{"name": "G1", "group": ["VI_1"]}]},
+     "sync_groups[0]: Sync group G1 has only 1 virtual router(s) - this probably isn't what "
+     "you want"),
+    ({"instances": [instance(track_interface=["eth0"])]},
+     "instances[0].track_interface: (VI_1) Ignoring track_interface eth0 since own interface"),
+    ({"instances": [instance(interface="lo")]},
+     "instances[0].interface: (VI_1) Unknown interface!"),
+    ({"content": "virtual_server 192.0.2.1 80 {\n    protocol TCP\n}\n"},
+     "line 1 (virtual_server 192.0.2.1 80 {): Virtual server [192.0.2.1]:tcp:80 has no real "
+     "servers - ignoring"),
+    ({"content": "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n"
+                 "    virtual_ipaddress {\n        192.0.2.10/24\n    }\n}\n"
+                 "vrrp_sync_group G1 {\n    group {\n        VI_1\n    }\n}\n"},
+     "line 8 (vrrp_sync_group G1 {): Sync group G1 has only 1 virtual router(s) - this "
+     "probably isn't what you want"),
+])
+def test_a_message_without_a_line_is_named_by_what_it_is_about(given, error):
+    assert errors_of(**given) == [error]
+
+
+def test_script_security_warnings_name_the_scripts():
+    rendering = action.render_config(args(
+        global_defs={"startup_script": "/usr/local/bin/up"},
+        scripts=[{"name": "chk", "script": "/usr/local/bin/chk"}],
+        instances=[instance(track_script=["chk"], notify_master="/usr/local/bin/notify")]),
+        "lb1")
+    assert rendering.warnings[:2] == [
+        "global_defs.startup_script: SECURITY VIOLATION - start/shutdown scripts are being "
+        "executed but script_security not enabled.",
+        "scripts[0].script, instances[0].notify_master: SECURITY VIOLATION - scripts are being "
+        "executed but script_security not enabled."]
+
+
+def test_host_messages_without_a_line_are_named_too():
+    rendering = action.render_config(args(
+        global_defs={"enable_script_security": True},
+        scripts=[{"name": "chk", "script": "/usr/local/bin/chk"}],
+        instances=[instance(track_script=["chk"])]), "lb1")
+    assert rendering.name_target_line(None, "Disabling track script chk since not "
+                                            "found/accessible") == \
+        "scripts[0]: Disabling track script chk since not found/accessible"
+    # no script_user: the block it belongs in
+    assert rendering.name_target_line(None, "Unable to set default user keepalived_script "
+                                            "for script") == \
+        "global_defs: Unable to set default user keepalived_script for script"
+
+
+BAD_VARIABLES = [
+    {"instances": [instance(advert_int="abc", priority=300, advert_intt=2)]},
+    {"instances": [instance(), instance("VI_2", virtual_router_id=None)]},
+    {"instances": [instance(virtual_ipaddress=None, version=3)]},
+    {"instances": [instance(unicast_src_ip="10.0.0.1", track_interface=["eth0"],
+                            track_script=["nothing"])]},
+    {"instances": [instance(interface="lo")]},
+    {"instances": [instance()], "sync_groups": [{"name": "G1", "group": ["VI_1"]}]},
+    # warnings only
+    {"global_defs": {"startup_script": "/bin/up"},
+     "scripts": [{"name": "chk", "script": "/bin/chk"}],
+     "instances": [instance(unicast_src_ip="10.0.0.1", track_script=["chk"],
+                            notify_master="/bin/n")]},
+    {"global_defs": {"startup_script": "/bin/up", "vrrp_garp_master_delay": "x"},
+     "scripts": [{"name": "chk", "script": "/bin/chk", "weight": "heavy"}],
+     "instances": [instance(track_script=["chk"], notify_master="/bin/n",
+                            authentication={"auth_type": "PASS", "auth_pass": "123456789"})]},
+]
+_VARIABLE = re.compile(r"(global_defs|track_files|track_processes|scripts|instances|"
+                       r"sync_groups)[.\[:]")
+
+
+@pytest.mark.parametrize("given", BAD_VARIABLES)
+def test_every_message_about_variables_names_one(given):
+    try:
+        messages = action.render_config(args(**given), "lb1").warnings
+    except action.ConfigErrors as failure:
+        messages = failure.errors
+    messages = [m for m in messages if not m.startswith("read but not acted on")]
+    assert messages
+    assert [m for m in messages if not _VARIABLE.match(m)] == []
+
+
 def test_references_are_checked_on_the_controller():
     errors = errors_of(instances=[instance(track_script=["chk_missing"])])
     assert errors == ["instances[0].track_script: (VI_1) track script chk_missing not found, "
@@ -293,6 +375,69 @@ def test_canonical_text_reads_back_as_the_same_model(given):
     assert render(model) == canonical
     # equal input, equal bytes
     assert action.render_config(args(**given), "lb1").text == rendering.text
+
+
+# -- $ in values ---------------------------------------------------------------------------
+
+EXPANDED = ("cannot be written as keepalived.conf: keepalived would replace a $NAME or ${NAME} "
+            "in it (its definitions, such as $_PWD or ${_RANDOM}, are expanded even inside "
+            "quotes, and $ has no escape)")
+
+
+def read_back(given: dict[str, Any]) -> Any:
+    """The model the agent reads from the file the action would write."""
+    text = action.render_config(args(**given), "lb1").text
+    return parse(DEST, text=text[len(HEADER):]).root
+
+
+def test_keepalived_expands_definitions_inside_quotes():
+    """Why some values are refused: the reader replaces them, quotes or not."""
+    root = parse(DEST, text='vrrp_script chk {\n    script "x $_PWD y"\n}\n').root
+    assert root.blocks("vrrp_script")[0].values["script"] == ("x /etc/keepalived y",)
+
+
+@pytest.mark.parametrize("value", [
+    "a$b", "$", "a$", "x $y z", "${undefined}", "$_PWDx", "$_PWD/check.sh", "cost $5",
+    # a use must be followed by a blank, a comma, a parenthesis or the end of the line:
+    # quoted, a quote follows it
+    "$_RANDOM", "a $_INSTANCE", "p$_ENV",
+])
+def test_a_dollar_reaches_the_agent_unchanged(value):
+    root = read_back({"scripts": [{"name": "chk$a", "script": value}],
+                      "instances": [instance(notify_master=value, track_script=["chk$a"])]})
+    [script] = root.blocks("vrrp_script")
+    assert str(script.head) == "chk$a" and script.values["script"] == (value,)
+    assert root.blocks("vrrp_instance")[0].values["notify_master"] == (value,)
+
+
+@pytest.mark.parametrize("password", ["a$b", "$", "$_RANDOM", "${x}", "p$_PWDx", "$_ENV/"])
+def test_a_dollar_in_a_password_reaches_the_agent_unchanged(password):
+    root = read_back({"instances": [instance(authentication={"auth_type": "PASS",
+                                                             "auth_pass": password})]})
+    auth = root.blocks("vrrp_instance")[0].values["authentication"]
+    assert auth.values["auth_pass"] == password
+
+
+@pytest.mark.parametrize("value", [
+    "x $_PWD y", "a${_PWD}", "x ${_RANDOM} y", "${_RANDOM 1 5}", "${_HASH}x", "${_BANG}",
+    "a $_INSTANCE b", "${_ENV HOME}",
+])
+def test_a_value_keepalived_would_change_is_refused(value):
+    errors = errors_of(scripts=[{"name": "chk", "script": value}],
+                       instances=[instance(notify_master=value, track_script=["chk"],
+                                           authentication={"auth_type": "PASS",
+                                                           "auth_pass": value})])
+    assert sorted(errors) == [f"{path}: {EXPANDED}" for path in (
+        "instances[0].authentication.auth_pass", "instances[0].notify_master",
+        "scripts[0].script")]
+    assert value not in " ".join(errors)        # a password is never shown
+
+
+def test_names_and_line_items_are_checked_too():
+    errors = errors_of(scripts=[{"name": "chk${_INSTANCE}", "script": "/bin/true"}],
+                       instances=[instance(unicast_peer=["10.0.0.2", "10.0.0.3 ${_PWD}"])])
+    assert errors == [f"scripts[0].name: {EXPANDED}",
+                      f"instances[0].unicast_peer[1]: {EXPANDED}"]
 
 
 def test_secrets_stay_out_of_what_is_shown():

@@ -195,13 +195,135 @@ def test_same_vrid_on_other_segments_is_fine(tmp_path):
     assert not [p for p in problems(result) if p.startswith("VRID clash")]
 
 
-def test_explicit_segment_key(tmp_path):
+# -- segments named by a host variable --------------------------------------------------------
+
+
+def test_a_named_segment_separates_equal_networks(tmp_path):
+    """Two sites reusing one subnet: the same VRID on each is no clash."""
+    hosts = pair()
+    hosts["node-c"] = {"keepalived_py_instances": [
+        vi(name="VI_other", virtual_ipaddress=["192.0.2.20/24"])],
+        "keepalived_py_segments": {"eth0": "dc2-vlan12"}}
+    result = run_topology(tmp_path, hosts)
+    assert not [p for p in problems(result) if p.startswith("VRID clash")]
+    assert {r["segment"] for r in result["routers"]} == {"192.0.2.0/24", "dc2-vlan12"}
+    [other] = [r for r in result["routers"] if r["segment"] == "dc2-vlan12"]
+    assert other["members"][0]["segment_from"] == "segments"
+    assert "VRID 51 (IPv4, 192.0.2.20/24) on segment dc2-vlan12: only node-c has it (node-c: " \
+           "keepalived_py_instances[0]): no peer among the hosts on this segment (named by " \
+           "node-c: keepalived_py_segments.eth0)" in result["warnings"]
+
+
+def test_a_named_segment_joins_interfaces_of_other_networks(tmp_path):
+    """node-b's primary address is in another subnet (the VIP's is a secondary one): by
+    the facts the two are on two segments; named, they are one VRRP router."""
+    hosts = pair()
+    facts = {"node-a": LAN_FACTS["node-a"],
+             "node-b": host_facts(bond0=iface("198.51.100.12/24", "192.0.2.12/24"))}
+    hosts["node-b"]["keepalived_py_instances"][0]["interface"] = "bond0"
+    split = run_topology(tmp_path, hosts, facts=facts)
+    assert len(split["routers"]) == 2
+    hosts["node-a"]["keepalived_py_segments"] = {"eth0": "lan", "eth1": "backend"}
+    hosts["node-b"]["keepalived_py_segments"] = {"bond0": "lan"}
+    result = run_topology(tmp_path, hosts, facts=facts)
+    assert not result.get("failed"), result["msg"]
+    assert "warnings" not in result
+    [router] = result["routers"]
+    assert router["segment"] == "lan" and router["intended_master"] == "node-a"
+    assert [m["segment_from"] for m in router["members"]] == ["segments", "segments"]
+
+
+def test_a_segment_named_on_one_host_only_is_told(tmp_path):
+    hosts = pair()
+    hosts["node-a"]["keepalived_py_segments"] = {"eth0": "lan"}
+    result = run_topology(tmp_path, hosts)
+    assert not result.get("failed"), result["msg"]
+    assert result["warnings"] == [
+        "VRID 51 (IPv4, 192.0.2.10/24) on segment lan: only node-a has it (node-a: "
+        "keepalived_py_instances[0]): no peer among the hosts on this segment (named by "
+        "node-a: keepalived_py_segments.eth0); the same VRID and VIPs are on another segment "
+        "for node-b: keepalived_py_instances[0] (segment 192.0.2.0/24, the network of eth0 in "
+        "node-b's facts)",
+        "VRID 51 (IPv4, 192.0.2.10/24) on segment 192.0.2.0/24: only node-b has it (node-b: "
+        "keepalived_py_instances[0]): no peer among the hosts; the same VRID and VIPs are on "
+        "another segment for node-a: keepalived_py_instances[0] (segment lan, named by "
+        "node-a: keepalived_py_segments.eth0)"]
+
+
+def test_a_clash_on_a_named_segment_names_the_variable(tmp_path):
+    hosts = pair()
+    hosts["node-c"] = {"keepalived_py_instances": [
+        vi(name="VI_other", virtual_ipaddress=["192.0.2.20/24"])]}
+    for host in hosts:
+        hosts[host]["keepalived_py_segments"] = {"eth0": "lan"}
+    result = run_topology(tmp_path, hosts)
+    [clash] = problems(result)
+    assert clash.startswith("VRID clash: VRID 51 (IPv4) on segment lan is used by instances "
+                            "that are not one VRRP router")
+    assert "node-c: keepalived_py_instances[0].virtual_router_id (virtual_ipaddress: " \
+           "192.0.2.20/24; segment named by node-c: keepalived_py_segments.eth0)" in clash
+
+
+def test_a_segment_key_in_an_instance_is_not_read(tmp_path):
+    """A segment is where an interface is attached, not a keepalived keyword: the
+    instance dicts go to keepalived_config as they are."""
     hosts = pair()
     hosts["node-c"] = {"keepalived_py_instances": [
         vi(name="VI_other", virtual_ipaddress=["192.0.2.20/24"], segment="dc2-vlan12")]}
     result = run_topology(tmp_path, hosts)
-    assert not [p for p in problems(result) if p.startswith("VRID clash")]
-    assert {r["segment"] for r in result["routers"]} == {"192.0.2.0/24", "dc2-vlan12"}
+    assert any(p.startswith("VRID clash: VRID 51 (IPv4) on segment 192.0.2.0/24")
+               for p in problems(result))
+
+
+@pytest.mark.parametrize(("segments", "problem"), [
+    (["eth0", "lan"], "node-b: keepalived_py_segments: must be a dict of interface name -> "
+                      "segment name, not a list"),
+    ("lan", "node-b: keepalived_py_segments: must be a dict of interface name -> segment name, "
+            "not a string"),
+    (None, "node-b: keepalived_py_segments: must be a dict of interface name -> segment name, "
+           "not null"),
+    ({"eth0": 12}, "node-b: keepalived_py_segments.eth0: must be a segment name (a string), "
+                   "not a number"),
+    ({"eth0": {"name": "lan"}}, "node-b: keepalived_py_segments.eth0: must be a segment name "
+                                "(a string), not a dict"),
+    ({"eth0": " "}, "node-b: keepalived_py_segments.eth0: must be a segment name, not empty"),
+    ({12: "lan"}, "node-b: keepalived_py_segments: 12: a key must be an interface name (a "
+                  "string), not a number"),
+    ({"": "lan"}, "node-b: keepalived_py_segments: an empty key: keys are interface names"),
+])
+def test_a_segments_variable_that_cannot_be_used(tmp_path, segments, problem):
+    # a priority tie too: not reported, nothing is checked on segments that may be wrong
+    hosts = pair(b={"priority": 150, "state": None})
+    hosts["node-a"]["keepalived_py_segments"] = {"eth0": "lan"}
+    hosts["node-b"]["keepalived_py_segments"] = segments
+    result = run_topology(tmp_path, hosts)
+    assert result["failed"] is True and result["changed"] is False
+    assert problems(result) == [problem]
+    assert result["msg"] == f"VRRP topology of 2 hosts: 1 problem:\n- {problem}"
+    assert result["routers"] == []
+
+
+def test_a_segments_variable_that_cannot_be_templated(tmp_path):
+    hosts = pair()
+    hosts["node-a"]["keepalived_py_segments"] = {"eth0": "{{ undefined_vlan }}"}
+    result = run_topology(tmp_path, hosts)
+    assert result["failed"] is True and result["routers"] == []
+    [problem] = problems(result)
+    assert problem.startswith("node-a: keepalived_py_segments: cannot be templated: ")
+    assert "undefined_vlan" in problem
+
+
+def test_templated_segments_and_another_variable_name(tmp_path):
+    hosts = pair()
+    for host in hosts:
+        hosts[host].update(site_vlan="vlan12", vlans={"eth0": "{{ site_vlan }}"})
+    result = run_topology(tmp_path, hosts, args={"hosts": list(hosts), "segments_var": "vlans"})
+    assert not result.get("failed"), result["msg"]
+    assert result["routers"][0]["segment"] == "vlan12"
+    hosts["node-b"]["vlans"] = ["eth0"]
+    result = run_topology(tmp_path, hosts, args={"hosts": list(hosts), "segments_var": "vlans"})
+    assert problems(result) == ["node-b: vlans: must be a dict of interface name -> segment "
+                                "name, not a list"]
 
 
 def test_unicast_routers_that_never_meet_do_not_clash(tmp_path):
@@ -337,9 +459,22 @@ def test_without_facts_a_warning_names_the_host(tmp_path):
                                          b={"virtual_ipaddress": vips}),
                           facts={"node-a": LAN_FACTS["node-a"]})
     assert "node-b: no network facts gathered: VIPs not checked against interface subnets, " \
-           "segments taken from the VIPs (gather facts first)" in result["warnings"]
+           "segments taken from the VIPs (gather facts first, or name the segments of the " \
+           "interfaces in keepalived_py_segments)" in result["warnings"]
     # node-a has facts: its VIP is checked; node-b's is not
     assert [p.split(":")[0] for p in problems(result)] == ["node-a"]
+
+
+def test_without_facts_named_segments_are_enough(tmp_path):
+    hosts = pair()
+    for host in hosts:
+        hosts[host]["keepalived_py_segments"] = {"eth0": "lan"}
+    result = run_topology(tmp_path, hosts, facts={})
+    assert not result.get("failed"), result["msg"]
+    assert result["routers"][0]["segment"] == "lan"
+    assert result["warnings"] == [
+        f"{host}: no network facts gathered: VIPs not checked against interface subnets "
+        "(gather facts first)" for host in ("node-a", "node-b")]
 
 
 def test_interface_missing_from_the_facts(tmp_path):
