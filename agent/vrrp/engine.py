@@ -349,10 +349,14 @@ class Instance:
     def hold(self, now: float, on: bool) -> list[Action]:
         """Forced BACKUP, for maintenance: the instance never becomes master while held.
 
-        A master hands over at once, with a priority-0 advert as on stop; a
-        backup stays one even when no master is heard (then nobody holds the
-        addresses: that is what was asked).  Not in keepalived, which has no
-        such switch; ``set_priority`` is its usual stand-in.
+        A master hands over at once, with a priority-0 advert as on stop, but
+        keeps its addresses until it hears the new master (or, with nobody to
+        take over, for a Master_Down_Interval): the backup waits Skew_Time
+        before it takes over, and clients must not be left without the
+        addresses meanwhile.  A backup stays one even when no master is heard
+        (then nobody holds the addresses: that is what was asked).  Not in
+        keepalived, which has no such switch; ``set_priority`` is its usual
+        stand-in, and its priority-0 hand-over leaves the addresses at once.
         """
         if on == self._held:
             return []
@@ -361,7 +365,9 @@ class Instance:
         if on and self.state == State.MASTER:
             self._send_advert(PRIO_STOP)
             self.stats.pri_zero_sent += 1
+            held_addresses, self.vips_set = self.vips_set, False
             self._leave_master(now, State.BACKUP, "forced backup")
+            self._leftover = held_addresses
         return self._flush()
 
     @property
@@ -504,6 +510,8 @@ class Instance:
 
     def _backup_rx(self, now: float, adv: packet.Advert, src: IPAddress) -> None:
         cfg = self.cfg
+        if self._held and adv.priority:
+            self._forget_leftover()     # the new master is there: the hand-over is complete
         if adv.priority == 0:
             # The master is leaving: take over after Skew_Time only.
             self._sands = now + self.skew_us() / US

@@ -158,6 +158,7 @@ def instance_facts(snap: dict[str, Any]) -> dict[str, Any]:
         "effective_priority": snap.get("effective_priority"),
         "priority_override": snap.get("priority_override"),
         "force_backup": bool(snap.get("force_backup")),
+        "source_address": snap.get("source_address"),
         "master_address": snap.get("master_address"),
         "master_priority": snap.get("master_priority"),
         "vips": vips,

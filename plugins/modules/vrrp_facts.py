@@ -223,6 +223,14 @@ ansible_facts:
                   instance never becomes master while this is V(true).
               type: bool
               returned: success
+            source_address:
+              description:
+                - This host's address in the instance's adverts (its C(unicast_src_ip), else
+                  the interface's primary address). RV(ansible_facts.keepalived_py.instance_list[].master_address)
+                  differs from it when a peer is master.
+              type: str
+              returned: success
+              sample: 192.168.77.2
             master_address:
               description:
                 - The current master - this host's own source address while it is master, the

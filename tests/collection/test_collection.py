@@ -19,66 +19,23 @@ A missing tool is a missing tier (tests/conftest.py), never a silent skip.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import tarfile
 import textwrap
-import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, tier_missing
+from tests.collection.galaxy import build, copy_tree, install, run, tool
+from tests.conftest import REPO
 
-TOOLS = Path(sys.executable).parent         # the virtualenv's bin, where pip put them
 PYTHON = "3.11"                             # the agent's Python; one version keeps CI short
 # The collection's content directories that exist: ansible-test sanity looks at these.
 CONTENT = ("plugins", "roles", "playbooks", "meta", "extensions", "tests/unit/plugins",
            "tests/integration/targets")
-# Left out of the copy: what is not part of the working tree's content.
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "output",
-                                    ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info")
-TIMEOUT = 1800
-
-
-def tool(name: str) -> str:
-    path = TOOLS / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if found is None:
-        tier_missing(f"collection tier: {name} not found (pip install -e '.[test]')")
-    return found
-
-
-def run(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None,
-        ok: bool = True) -> subprocess.CompletedProcess[str]:
-    started = time.monotonic()
-    done = subprocess.run(list(command), cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    took = time.monotonic() - started
-    print(f"$ {' '.join(command[:4])} ... -> exit {done.returncode} in {took:.1f} s")
-    if ok:
-        assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-# -- the tree ---------------------------------------------------------------------------------
-
-def working_tree_files() -> list[str] | None:
-    """The files of the working tree: tracked, and new ones git does not ignore."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        return None
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=REPO, capture_output=True,
-                            check=True).stdout.decode()
-    return [name for name in listed.split("\0")
-            if name and (REPO / name).is_file() and not name.startswith("tests/output/")]
 
 
 @pytest.fixture(scope="module")
@@ -88,31 +45,18 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tree(work: Path) -> Path:
-    root = work / "ansible_collections" / "keepalived_py" / "ha"
-    files = working_tree_files()
-    if files is None:                       # not a git checkout: the files as they are
-        shutil.copytree(REPO, root, ignore=NOT_COPIED)
-        return root
-    for name in files:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, root / name)
-    return root
+    return copy_tree(work)
 
 
 @pytest.fixture(scope="module")
 def tarball(tree: Path, work: Path) -> Path:
-    out = work / "dist"
-    run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(out)], tree)
-    (built,) = out.glob("keepalived_py-ha-*.tar.gz")
-    return built
+    return build(tree, work / "dist")
 
 
 @pytest.fixture(scope="module")
 def installed(tarball: Path, work: Path) -> Path:
     """The top of a collections path holding the installed collection."""
-    top = work / "installed"
-    run([tool("ansible-galaxy"), "collection", "install", "-p", str(top), str(tarball)], work)
-    return top
+    return install(tarball, work / "installed")
 
 
 # -- Galaxy -----------------------------------------------------------------------------------
@@ -207,7 +151,9 @@ def test_ansible_test_units(tree):
 # -- ansible-lint -------------------------------------------------------------------------------
 
 def test_ansible_lint_production_profile(tree):
-    done = run([tool("ansible-lint")], tree, ok=False)
+    # the collection's own playbooks and role name its modules by their full names
+    done = run([tool("ansible-lint")], tree, {"ANSIBLE_COLLECTIONS_PATH": str(tree.parents[2])},
+               ok=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Profile 'production' was required, and it passed" in done.stdout + done.stderr
 

@@ -42,9 +42,11 @@ CACHE = Path("/var/cache/keepalived-py-lab")
 SUITE = "bookworm"
 # Part of the cache key: bump it whenever _customise changes, so that the next
 # run builds a fresh root instead of booting a stale one.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "iproute2", "procps", "python3", "python3-venv",
-            "openssh-server", "nftables")
+            "openssh-server", "nftables",
+            # what Ansible's apt and package modules need on a Debian target
+            "python3-apt")
 # Nothing to do in a lab (no network, no disks) and noise in the boot, or a
 # console login racing our commands.
 MASKED = ("console-getty.service", "getty@tty1.service", "apt-daily.timer",
@@ -197,13 +199,14 @@ def _constraints() -> str:
     return "".join(f"{pin}\n" for pin in sorted(pins))
 
 
-def build_wheels(dest: Path) -> list[Path]:
-    """Wheels of the working tree and its dependencies, for ``pip install --no-index``."""
+def build_wheels(dest: Path, source: Path = REPO) -> list[Path]:
+    """Wheels of the working tree (or of ``source``) and its dependencies, for
+    ``pip install --no-index``."""
     work = Path(tempfile.mkdtemp(prefix="kpy-wheel-build-"))
     try:
         src = work / "src"
         # built from a copy: an in-tree build would write build/ into the shared tree
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        shutil.copytree(source, src, ignore=shutil.ignore_patterns(
             ".git", ".venv", "__pycache__", "*.egg-info", "build", "dist", ".*_cache",
             ".hypothesis", "bench"))
         pip = [sys.executable, "-m", "pip"]

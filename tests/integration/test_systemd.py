@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import REPO, tier_missing
 from tests.integration import containers
 from tests.integration.agents import vrrp_config
-from tests.integration.conftest import LabFactory
+from tests.integration.conftest import LabFactory, report
 from tests.integration.containers import Container, Image, Unavailable
 from tests.lab import Host
 
@@ -42,30 +42,6 @@ PROPS = ("ActiveState", "SubState", "Result", "MainPID", "NRestarts", "StatusTex
 # bounding set of CAP_NET_ADMIN (12) and CAP_NET_RAW (13), as /proc/PID/status shows it
 NET_CAPS_ONLY = f"{(1 << 12) | (1 << 13):016x}"
 EXPOSURE_AT_MOST = 3.0
-
-
-def report(config: pytest.Config, message: str) -> None:
-    """Timings for the log and, even under -q, the terminal."""
-    log.info("%s", message)
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(f"[systemd tier] {message}")
-
-
-@pytest.fixture(scope="session")
-def image(request: pytest.FixtureRequest, root_only: None) -> Image:
-    try:
-        image = containers.ensure_image()
-    except Unavailable as err:
-        tier_missing(f"systemd tier: cannot build the container root: {err}")
-    if image.built_in is None:
-        report(request.config, f"debootstrap root cached at {image.root}")
-    else:
-        report(request.config, f"debootstrap root built in {image.built_in:.1f} s")
-    return image
 
 
 @pytest.fixture(scope="session")

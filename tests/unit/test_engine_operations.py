@@ -161,11 +161,27 @@ def test_forced_backup_hands_over_at_once_and_never_takes_back() -> None:
     actions = seg.hold(node, 10.0, True)
     sent = [a for a in actions if isinstance(a, SendAdvert)]
     assert [a.advert.priority for a in sent] == [0]
-    assert ReleaseAddresses() in actions and node.state == BACKUP
+    assert node.state == BACKUP
+    # make before break: the addresses stay until the new master is heard
+    assert ReleaseAddresses() not in actions
     seg.run_until(30.0)
     # the peer took over within its skew time and the held node never came back
     assert peer.times_entered(MASTER) == [at(10.0 + skew(100))]
     assert node.state == BACKUP and node.times_entered(MASTER) == [at(down(150))]
+    # released on the new master's first advert, right after it took the addresses
+    assert releases(node) == [0.0, peer.times_entered(MASTER)[0]]      # 0.0: the start
+
+
+def test_forced_backup_with_nobody_to_take_over_releases_after_the_down_interval() -> None:
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0)
+    seg.run_until(10.0)
+    assert node.state == MASTER and releases(node) == [0.0]
+    seg.hold(node, 10.0, True)
+    seg.run_until(30.0)
+    assert releases(node) == [0.0, at(10.0 + down(150))]
+    assert node.state == BACKUP
 
 
 def test_forced_backup_stays_backup_with_no_master_at_all() -> None:
