@@ -13,8 +13,10 @@ description:
   - Sets the maintenance state of one running VRRP instance of the keepalived-py agent - a
     priority override, a forced BACKUP, or neither - and optionally waits until the
     instance reaches a state.
-  - The agent keeps these settings across reloads and restarts of its VRRP process, not
-    across a restart of the agent itself (which starts again from the configuration).
+  - The agent keeps these settings across reloads, restarts of its VRRP process and
+    restarts of the agent or of the host (in C(/var/lib/keepalived-py/maintenance.json)),
+    until they are set back - so a host upgraded or rebooted in maintenance comes back
+    still in maintenance.
   - Idempotent. The module reads the instance first (C(keepalived-py status --json)) and
     runs C(keepalived-py set) only for the settings that differ, so setting what is already
     set reports C(changed=false).
@@ -37,7 +39,8 @@ options:
         BACKUP. Whether the master hands over then depends on the peers (a peer hands over
         or takes over only if it preempts); use V(backup) for a hand-over that does not.
       - V(backup) - held in BACKUP. A master hands over at once (it sends a priority-0
-        advert) and the instance never becomes master while held. With O(priority) the
+        advert, and keeps the addresses until it hears the new master, so that clients see
+        no gap) and the instance never becomes master while held. With O(priority) the
         priority override is set too; without it, an override is cleared.
       - When omitted, V(priority) if O(priority) is given; otherwise the settings are left
         as they are and the module only reports (and with O(wait=true), waits).
