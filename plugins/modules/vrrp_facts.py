@@ -226,8 +226,9 @@ ansible_facts:
             source_address:
               description:
                 - This host's address in the instance's adverts (its C(unicast_src_ip), else
-                  the interface's primary address). RV(ansible_facts.keepalived_py.instance_list[].master_address)
-                  differs from it when a peer is master.
+                  the interface's primary address).
+                - RV(ansible_facts.keepalived_py.instance_list[].master_address) differs from it
+                  when a peer is master.
               type: str
               returned: success
               sample: 192.168.77.2

@@ -84,7 +84,7 @@ def test_installs(installed):
     assert (root / "agent" / "config" / "parser.py").is_file()
 
 
-def test_ansible_doc_renders_every_module(installed, work):
+def test_ansible_doc_renders_every_module_and_the_role(installed, work):
     modules = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py")
                      if p.stem != "__init__")
     assert "keepalived_config" in modules
@@ -93,6 +93,10 @@ def test_ansible_doc_renders_every_module(installed, work):
         done = run([tool("ansible-doc"), f"keepalived_py.ha.{name}"], work, env)
         assert "WARNING" not in done.stderr and "ERROR" not in done.stderr, done.stderr
         assert f"keepalived_py.ha.{name}" in done.stdout
+    # the role's argument specs, as ansible-doc shows a role
+    done = run([tool("ansible-doc"), "-t", "role", "keepalived_py.ha.keepalived_py"], work, env)
+    assert "WARNING" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+    assert "keepalived_py_wheels_dir" in done.stdout and "keepalived_py_instances" in done.stdout
 
 
 # -- ansible-test -------------------------------------------------------------------------------
