@@ -20,6 +20,7 @@ holds the VIP, and every gap.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -32,10 +33,10 @@ from typing import Any
 import pytest
 
 from tests.collection.galaxy import build, copy_tree, install, tool
-from tests.conftest import REPO
+from tests.conftest import REPO, tier_missing
 from tests.integration.agents import Probe, serve
 from tests.integration.conftest import LabFactory, report
-from tests.integration.containers import Container, Image, Unavailable
+from tests.integration.containers import Container, Image, Unavailable, build_wheels
 from tests.lab import Lab
 
 pytestmark = pytest.mark.root
@@ -137,7 +138,6 @@ class AnsibleLab:
 
 
 def _clean_env() -> dict[str, str]:
-    import os
     # pytest's and CI's settings that would change what ansible-playbook does
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("ANSIBLE_", "PYTEST_")) and k != "NOTIFY_SOCKET"}
@@ -162,7 +162,6 @@ def collections(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def new_version_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheels of the working tree as version 0.1.1, for the rolling upgrade."""
-    from tests.integration.containers import build_wheels
     work = tmp_path_factory.mktemp("new-version")
     src = work / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
@@ -195,7 +194,6 @@ def _ansible_lab(request: pytest.FixtureRequest, image: Image, lab_factory: LabF
             try:
                 took = node.boot()
             except Unavailable as err:
-                from tests.conftest import tier_missing
                 tier_missing(f"{TIER}: systemd-nspawn cannot run here: {err}")
             report(request.config, f"{name}: booted in {took:.1f} s", TIER)
             # every lab host answers the client's probes with its name

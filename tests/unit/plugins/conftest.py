@@ -16,7 +16,10 @@ import importlib.util
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[3]
 
@@ -42,3 +45,21 @@ if _importable():
     COLLECTIONS_PATH = COLLECTION_ROOT.parents[2]
 else:
     COLLECTIONS_PATH = _link_collection()
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A short directory (a unix socket path has at most 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="kpy-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def agent(workdir: Path) -> str:
+    """The agent's real command line, from this repository, as an executable file."""
+    from .modules.agent_double import LAUNCHER
+    path = workdir / "keepalived-py"
+    path.write_text(LAUNCHER.format(python=sys.executable, root=str(COLLECTION_ROOT)))
+    path.chmod(0o755)
+    return str(path)

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock
@@ -30,7 +26,7 @@ from ansible_collections.keepalived_py.ha.plugins.module_utils.keepalived_config
 )
 from ansible_collections.keepalived_py.ha.plugins.modules import keepalived_config as module
 
-from ..modules.agent_double import COLLECTION_ROOT, LAUNCHER, run_module
+from ..modules.agent_double import run_module
 
 DEST = "/etc/keepalived/keepalived.conf"
 IFACE = next((name for _i, name in socket.if_nameindex() if name != "lo"), None)
@@ -447,21 +443,6 @@ def test_secrets_stay_out_of_what_is_shown():
 
 
 # -- the host's verdict, named ----------------------------------------------------------------
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="kpy-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def agent(workdir: Path) -> str:
-    path = workdir / "keepalived-py"
-    path.write_text(LAUNCHER.format(python=sys.executable, root=str(COLLECTION_ROOT)))
-    path.chmod(0o755)
-    return str(path)
-
 
 def test_host_errors_on_canonical_lines_name_the_variable(agent, workdir, capsys):
     """A link missing on the host: the agent there says canonical line N, we say which
