@@ -31,6 +31,7 @@ from typing import Any
 from .. import __version__
 from ..config.model import Node
 from ..vrrp.main import EXIT_CONFIG, EXIT_FATAL, SIGJSON, SIGSTATS_CLEAR, ConfigRefused, read_config
+from ..vrrp.runtime import Override
 from . import sdnotify
 from .logs import LogOptions
 
@@ -431,13 +432,10 @@ def load_maintenance(path: str | None) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = json.loads(Path(path).read_text())
-        settings = {
-            str(name): {"priority": s.get("priority"), "force_backup": bool(s["force_backup"])}
-            for name, s in data["instances"].items()}
-        for name, s in settings.items():
-            p = s["priority"]
-            if p is not None and not (isinstance(p, int) and 1 <= p <= 254):
-                raise ValueError(f"instance {name}: priority {p!r}")
+        settings = {}
+        for name, s in data["instances"].items():
+            kept = Override(s.get("priority"), bool(s["force_backup"]))    # checks the priority
+            settings[str(name)] = {"priority": kept.priority, "force_backup": kept.force_backup}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         log.error("Ignoring the maintenance settings in %s: %s", path, err)
         return {}

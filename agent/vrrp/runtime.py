@@ -55,6 +55,11 @@ class Override:
     priority: int | None = None
     force_backup: bool = False
 
+    def __post_init__(self) -> None:
+        p = self.priority
+        if p is not None and not (isinstance(p, int) and 1 <= p <= 254):
+            raise ValueError(f"priority {p!r}: an override is 1 to 254, or null")
+
 
 def kernel_objects(spec: InstanceSpec) -> dict[str, list]:
     """The VIPs, excluded VIPs and routes of an instance, as the kernel adapter takes them
@@ -461,14 +466,12 @@ class VrrpRuntime:
         run = next((r for r in self.instances if r.spec.cfg.name == name), None)
         if run is None:
             raise KeyError(f"no instance {name!r}")
-        if priority is not KEEP and priority is not None and not (
-                isinstance(priority, int) and 1 <= priority <= 254):
-            raise ValueError(f"priority {priority!r}: an override is 1 to 254, or null")
-        now = self._loop.time()
         current = self.overrides.get(name, Override())
+        # Override checks the priority before anything changes
         wanted = Override(current.priority if priority is KEEP else priority,
                           current.force_backup if force_backup is KEEP else bool(force_backup))
         self.overrides[name] = wanted
+        now = self._loop.time()
         if wanted.priority != run.priority_override:
             run.priority_override = wanted.priority
             log.info("(%s) priority %s", name, f"override {wanted.priority}"
