@@ -13,17 +13,11 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from ..config.model import Node
 from .engine import US, InstanceConfig, Peer, parse_address
 from .kernel import VirtualAddress, VirtualRoute, VirtualRule
+from .track import FILE, INTERFACE, PROCESS, SCRIPT, Track
 
 IPAddress = IPv4Address | IPv6Address
 
 AUTH_TYPES = {"PASS": 1, "AH": 2}
-
-
-@dataclass(frozen=True)
-class TrackedInterface:
-    ifname: str
-    weight: int             # 0: down means FAULT
-    reverse: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,7 +33,8 @@ class InstanceSpec:
     group: IPAddress                        # multicast destination
     source_configured: IPAddress | None     # mcast_src_ip / unicast_src_ip
     unicast_ttl: int
-    tracked: tuple[TrackedInterface, ...]   # the instance's own interface first, unless untracked
+    tracks: tuple[Track, ...]               # the instance's own interface first, unless untracked
+    sync_group: str | None
     garp_interval_us: int
     gna_interval_us: int
     accept: bool                            # False: a master drops traffic for its VIPs
@@ -64,10 +59,33 @@ def build_instances(root: Node) -> list[InstanceSpec]:
         from ..config.keywords_vrrp import GLOBAL_DEFS
         return GLOBAL_DEFS.keyword(name).default
 
-    return [_build_one(node, gget) for node in root.blocks("vrrp_instance")]
+    groups = sync_groups(root)
+    member_of = {name: sg for sg, members in groups.items() for name in members}
+    trackables = _trackables(root)
+    return [_build_one(node, gget, member_of.get(node.head), root, trackables)
+            for node in root.blocks("vrrp_instance")]
 
 
-def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup function
+def sync_groups(root: Node) -> dict[str, tuple[str, ...]]:
+    """Each vrrp_sync_group's members, as keepalived settles them: an instance that
+    does not exist, or is already in another group, is left out (the config check
+    says so); a group left without members is dropped."""
+    instances = {n.head for n in root.blocks("vrrp_instance")}
+    taken: set[str] = set()
+    groups: dict[str, tuple[str, ...]] = {}
+    for sg in root.blocks("vrrp_sync_group"):
+        members = []
+        for name in (w for words in sg.get("group") or () for w in words):
+            if name in instances and name not in taken:
+                taken.add(name)
+                members.append(name)
+        if members:
+            groups[sg.head] = tuple(members)
+    return groups
+
+
+def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 - lookup
+               trackables: dict[str, dict[str, tuple[int, bool]]]) -> InstanceSpec:
     name = node.head
     vips = tuple(node.get("virtual_ipaddress") or ())
     evips = tuple(node.get("virtual_ipaddress_excluded") or ())
@@ -94,24 +112,13 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
     if version == 2:
         advert_int = max(1, round(advert_int))     # v2 carries whole seconds
     source = node.get("unicast_src_ip") if peers else node.get("mcast_src_ip")
-    tracked = [TrackedInterface(i, w or 0, bool(r)) for i, w, r in node.get("track_interface")
-               or ()]
-    if not node.get("dont_track_primary"):
-        tracked.insert(0, TrackedInterface(ifname, 0))
-    # The links that VIPs, routes and rules name are tracked too, unless no_track.
-    for words in (*vips, *evips, *(node.get("virtual_routes") or ()),
-                  *(node.get("virtual_rules") or ())):
-        if "no_track" in words:
-            continue
-        for key in ("dev", "iif", "oif"):
-            link = _word_after(words, key)
-            if link and link != ifname and all(t.ifname != link for t in tracked):
-                tracked.append(TrackedInterface(link, 0))
-
     # keepalived: state MASTER without a priority makes the address owner, and
     # an owner without a state starts as MASTER.
     state = node.values.get("state")
     priority = node.values.get("priority") or (255 if state == "MASTER" else 100)
+    group_node = next((sg for sg in root.blocks("vrrp_sync_group") if sg.head == group), None)
+    tracks = _tracks(node, ifname, priority, group_node, root, trackables)
+    tracks = _implied_links(node, ifname, tracks, (*vips, *evips))
     initial_master = state == "MASTER" or (state is None and priority == 255)
 
     def inst(kw: str, glob: str) -> object:
@@ -158,11 +165,113 @@ def _build_one(node: Node, gget) -> InstanceSpec:  # noqa: ANN001 - a lookup fun
         rules=tuple(node.get("virtual_rules") or ()),
         group=group, source_configured=cfg.source,
         unicast_ttl=node.get("unicast_ttl") if node.get("unicast_ttl") is not None else 255,
-        tracked=tuple(tracked),
+        tracks=tuple(tracks), sync_group=group,
         garp_interval_us=_us(gget("vrrp_garp_interval")),
         gna_interval_us=_us(gget("vrrp_gna_interval")),
         accept=_accept(node, gget, priority, version),
     )
+
+
+# -- tracking ---------------------------------------------------------------
+
+_TRACK_KEYWORDS = {"track_interface": INTERFACE, "track_script": SCRIPT, "track_file": FILE,
+                   "track_process": PROCESS}
+
+
+def _trackables(root: Node) -> dict[str, dict[str, tuple[int, bool]]]:
+    """The objects that can be tracked, by kind and name, with their own weight and
+    reverse (what a track line without ``weight`` takes)."""
+    out: dict[str, dict[str, tuple[int, bool]]] = {SCRIPT: {}, FILE: {}, PROCESS: {}}
+    for kind, block in ((SCRIPT, "vrrp_script"), (FILE, "track_file"),
+                        (PROCESS, "vrrp_track_process")):
+        for node in root.blocks(block):
+            if kind == SCRIPT and not node.get("script"):
+                continue            # the config check removes a vrrp_script without a script
+            weight, reverse = node.get("weight") or (0, False)
+            out[kind][node.head] = (weight or 0, bool(reverse))
+    return out
+
+
+def _track_lines(owner: Node, trackables: dict[str, dict[str, tuple[int, bool]]]) -> list[Track]:
+    tracks = []
+    for keyword, kind in _TRACK_KEYWORDS.items():
+        for name, weight, reverse in owner.get(keyword) or ():
+            if kind == INTERFACE:
+                tracks.append(Track(kind, name, weight or 0, bool(reverse)))
+                continue
+            own = trackables[kind].get(name)
+            if own is None:
+                continue            # not defined: the config check says so
+            tracks.append(Track(kind, name, own[0] if weight is None else weight,
+                                own[1] if reverse is None else reverse))
+    return tracks
+
+
+def _tracks(node: Node, ifname: str, priority: int, group: Node | None, root: Node,
+            trackables: dict[str, dict[str, tuple[int, bool]]]) -> list[Track]:
+    """An instance's tracked objects, with keepalived's rules for sync groups and
+    address owners (vrrp.c, vrrp_complete_instance and sync_group_tracking_init):
+    in a sync group without ``sync_group_tracking_weight``, and for an owner,
+    the instance's own weighted objects are dropped (a weighted interface is
+    tracked with weight 0 in a group, and a track_file of weight 1 too).  The
+    group's objects apply to every member, their weights cleared when a member
+    is an address owner."""
+    own = _track_lines(node, trackables)
+    owner = priority == 255
+    unweighted = owner or (group is not None and not group.get("sync_group_tracking_weight"))
+    if unweighted:
+        kept = []
+        for t in own:
+            if not t.weight:
+                kept.append(t)
+            elif t.kind == INTERFACE and not owner:
+                kept.append(Track(t.kind, t.name, 0, t.reverse))
+            elif t.kind == FILE and t.weight == 1:
+                kept.append(Track(t.kind, t.name, 0, t.reverse))
+        own = kept
+    if group is not None:
+        members = [n for n in root.blocks("vrrp_instance")
+                   if n.head in {w for words in group.get("group") or () for w in words}]
+        has_owner = any((n.values.get("priority") or
+                         (255 if n.values.get("state") == "MASTER" else 100)) == 255
+                        for n in members)
+        for t in _track_lines(group, trackables):
+            t = Track(t.kind, t.name, 0, t.reverse) if has_owner else t
+            mine = next((i for i, o in enumerate(own) if o.key == t.key), None)
+            if mine is None:
+                own.append(t)
+            elif own[mine].weight:
+                own[mine] = t       # tracked by both: the group's weight wins, unless unweighted
+    tracks = [t for t in own if not (t.kind == INTERFACE and t.name == ifname)]
+    if not node.get("dont_track_primary"):
+        tracks.insert(0, Track(INTERFACE, ifname, 0))
+    return _unique(tracks)
+
+
+def _implied_links(node: Node, ifname: str, tracks: list[Track],
+                   addresses: tuple[tuple[str, ...], ...]) -> list[Track]:
+    """The links that VIPs, routes and rules name are tracked too, unless no_track."""
+    tracks = list(tracks)
+    for words in (*addresses, *(node.get("virtual_routes") or ()),
+                  *(node.get("virtual_rules") or ())):
+        if "no_track" in words:
+            continue
+        for key in ("dev", "iif", "oif"):
+            link = _word_after(words, key)
+            if link and link != ifname and all(t.key != (INTERFACE, link) for t in tracks):
+                tracks.append(Track(INTERFACE, link, 0))
+    return tracks
+
+
+def _unique(tracks: list[Track]) -> list[Track]:
+    """One entry per object: keepalived does not add an object twice to an instance."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for t in tracks:
+        if t.key not in seen:
+            seen.add(t.key)
+            out.append(t)
+    return out
 
 
 def _strict(node: Node, gget) -> bool:  # noqa: ANN001 - a lookup function

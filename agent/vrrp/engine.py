@@ -147,8 +147,13 @@ class Log:
     message: str
 
 
+@dataclass(frozen=True)
+class WantMaster:
+    """A sync group member would become master: its group decides (``sync_master``)."""
+
+
 Action = (SendAdvert | TakeAddresses | ReleaseAddresses | Announce | AnnounceSource | Transition
-          | Log)
+          | Log | WantMaster)
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,8 @@ class Instance:
     _old_checksum: bool = False
     _leftover: bool = False          # addresses of a died process may be in the kernel
     _held: bool = False              # forced BACKUP: never becomes master
+    synced: bool = False             # a sync group member: its group says when to be master
+    wants_master: bool = False       # (synced) the master-down timer ran out
     _out: list[Action] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -291,7 +298,13 @@ class Instance:
             if self.vips_set:
                 self._out.append(Announce(self.cfg.garp_lower_prio_repeat))
         if self._sands is not None and now >= self._sands:
-            if self.state == State.BACKUP:
+            if self.state == State.BACKUP and self.synced and not self._held:
+                # keepalived's vrrp_sync_can_goto_master: wait, with the timer
+                # running again, until every member of the group wants it.
+                self.wants_master = True
+                self._sands = now + self.master_down_us() / US
+                self._out.append(WantMaster())
+            elif self.state == State.BACKUP:
                 self._goto_master(now, "advertisement timeout")
             elif self.state == State.MASTER:
                 self._master_tx(now)
@@ -373,6 +386,19 @@ class Instance:
     @property
     def held(self) -> bool:
         return self._held
+
+    def sync_master(self, now: float) -> list[Action]:
+        """Its sync group goes to MASTER: a backup member follows at once."""
+        if self.state == State.BACKUP:
+            self._goto_master(now, "sync group")
+        return self._flush()
+
+    def sync_backup(self, now: float) -> list[Action]:
+        """Its sync group goes to BACKUP: a master member steps down (no priority-0
+        advert, as keepalived's vrrp_sync_backup)."""
+        if self.state == State.MASTER:
+            self._leave_master(now, State.BACKUP, "sync group")
+        return self._flush()
 
     def stop(self, now: float) -> list[Action]:
         """Graceful stop: a master sends priority 0 so a backup takes over within its skew."""
@@ -520,6 +546,7 @@ class Instance:
             self._preempt_time is None or self._preempt_time > now)
         if cfg.nopreempt or adv.priority >= self.effective_priority or preempt_waiting:
             self._forget_leftover()     # somebody else is master: what we still hold must go
+            self.wants_master = False
             if cfg.version == 3:
                 self.master_adver_int_us = adv.interval_cs * 10_000
             self.master_source = src
@@ -645,7 +672,7 @@ class Instance:
             # A master may have forgotten our MAC while we were away: tell it,
             # or its unicast adverts could be late and we would take over.
             self._out.append(AnnounceSource())
-        if cfg.initial_master and self.base_priority == PRIO_OWNER:
+        if cfg.initial_master and self.base_priority == PRIO_OWNER and not self.synced:
             # RFC 5798 6.4.1: the owner goes straight to master when its link
             # returns.  keepalived 2.2.7 waits a full down interval here.
             self._goto_master(now, "fault cleared")
@@ -689,6 +716,7 @@ class Instance:
         if new == old:
             return
         self.state = new
+        self.wants_master = False
         if new != State.INIT:
             suffix = " (init)" if reason == "init" else ""
             self._log(f"Entering {new.name} STATE{suffix}")

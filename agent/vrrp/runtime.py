@@ -28,6 +28,8 @@ from .kernel import (
     VirtualRule,
     number_rules,
 )
+from .sync import SyncGroup
+from .track import INTERFACE, PENDING, Tracking, Value, evaluate
 from .transport import Announcer, VrrpSocket
 
 log = logging.getLogger("keepalived_py.vrrp")
@@ -121,13 +123,20 @@ class Running:
 class VrrpRuntime:
     def __init__(self, specs: list[InstanceSpec], kernel: Kernel | None = None,
                  on_transition: Callable[[Running, e.Transition], None] | None = None,
-                 config: Node | None = None) -> None:
+                 config: Node | None = None,
+                 on_group_transition: Callable[[SyncGroup, e.State, e.State], None] | None = None
+                 ) -> None:
         self.specs = specs
         self.config = config            # the model the specs were built from (for dumps)
         self.overrides: dict[str, Override] = {}
         self.kernel = kernel or Kernel()
         self.instances: list[Running] = []
         self.on_transition = on_transition
+        self.on_group_transition = on_group_transition
+        self.groups: dict[str, SyncGroup] = {}
+        # the state of every tracked script, file and process (interfaces: _link_up)
+        self.tracker_values: dict[tuple[str, str], Value] = {}
+        self._stopping = False
         self._sockets: dict[tuple[str, int], VrrpSocket] = {}
         self._announcers: dict[str, Announcer] = {}
         self._by_vrid: dict[tuple[int, int], list[Running]] = defaultdict(list)
@@ -153,6 +162,7 @@ class VrrpRuntime:
         rules = self._number_rules(self.specs)
         for spec in self.specs:
             self.instances.append(await self._make(spec, rules[spec.cfg.name]))
+        self._set_groups()
         if self.firewall:
             await self.firewall.clean_start()
         fresh = [r for r in self.instances if r.spec.cfg.name not in resume]
@@ -163,21 +173,22 @@ class VrrpRuntime:
         now = self._loop.time()
         for run in self.instances:
             self._begin(run, now, resume=run.spec.cfg.name in resume)
+        for group in self.groups.values():
+            self._sync(group, now)
 
     async def _read_links(self, specs: Iterable[InstanceSpec]) -> None:
         """The state of every interface the instances use or track, once."""
         for spec in specs:
             if spec.ifname not in self._links:
                 self._links[spec.ifname] = await self.kernel.link_state(spec.ifname)
-            for tracked in spec.tracked:
-                if tracked.ifname not in self._links:
+            for ifname in (t.name for t in spec.tracks if t.kind == INTERFACE):
+                if ifname not in self._links:
                     try:
-                        self._links[tracked.ifname] = await self.kernel.link_state(
-                            tracked.ifname)
+                        self._links[ifname] = await self.kernel.link_state(ifname)
                     except KernelError as err:
                         log.info("(%s) %s - taken as down", spec.cfg.name, err)
-                        self._links[tracked.ifname] = LinkState(0, tracked.ifname, False, b"", 0)
-                self._link_up.setdefault(tracked.ifname, self._links[tracked.ifname].up)
+                        self._links[ifname] = LinkState(0, ifname, False, b"", 0)
+                self._link_up.setdefault(ifname, self._links[ifname].up)
             self._link_up.setdefault(spec.ifname, self._links[spec.ifname].up)
 
     @staticmethod
@@ -195,18 +206,38 @@ class VrrpRuntime:
             run.engine.reconfigure(now, replace(run.engine.cfg, priority=self._base(run)))
         if wanted.force_backup:
             run.engine.hold(now, True)
-        self._perform(run, run.engine.start(now, self._faults(run.spec), resume=resume))
-        self._apply_weights(run, now)
+        tracking = self._tracking(run)
+        self._perform(run, run.engine.start(now, tracking.faults, resume=resume))
+        self._perform(run, run.engine.set_priority(now, self._base(run) + tracking.delta))
 
     @staticmethod
     def _base(run: Running) -> int:
         """The base priority: the operator's override, or the configured one."""
         return run.priority_override or run.spec.cfg.priority
 
-    def _faults(self, spec: InstanceSpec) -> set[str]:
-        """The fault reasons of the tracked links that are down now."""
-        return {f"if:{t.ifname}" for t in spec.tracked
-                if t.weight == 0 and self._link_up[t.ifname] == t.reverse}
+    def _tracking(self, run: Running) -> Tracking:
+        """What the instance's tracked objects do to it now."""
+        values = self.tracker_values
+        if any(t.kind == INTERFACE for t in run.spec.tracks):
+            values = {**values, **{(INTERFACE, name): up for name, up in self._link_up.items()}}
+        return evaluate(run.spec.tracks, values)
+
+    def _set_groups(self) -> None:
+        """The sync groups of the current specs; a group that keeps its name and
+        members keeps its state across a reload."""
+        wanted: dict[str, list[str]] = defaultdict(list)
+        for spec in self.specs:
+            if spec.sync_group:
+                wanted[spec.sync_group].append(spec.cfg.name)
+        groups = {}
+        for name, members in wanted.items():
+            group = self.groups.get(name)
+            if group is None or group.members != tuple(members):
+                group = SyncGroup(name, tuple(members))
+            groups[name] = group
+        self.groups = groups
+        for run in self.instances:
+            run.engine.synced = run.spec.sync_group is not None
 
     async def _make(self, spec: InstanceSpec, rules: list[VirtualRule]) -> Running:
         cfg = spec.cfg
@@ -218,6 +249,7 @@ class VrrpRuntime:
             self._sources[key] = await self._source_address(*key)
         source = spec.source_configured or self._sources[key]
         engine = e.Instance(replace(cfg, source=source))
+        engine.synced = spec.sync_group is not None
         sock = self._socket(spec.ifname, cfg.family)
         announcer = self._announcers.get(spec.ifname)
         if announcer is None:
@@ -278,6 +310,7 @@ class VrrpRuntime:
         ``release`` is False (keepalived's -V)."""
         if self._loop is None:
             return
+        self._stopping = True
         now = self._loop.time()
         for run in self.instances:
             actions = run.engine.stop(now)
@@ -365,6 +398,15 @@ class VrrpRuntime:
                 report.changed.append(spec.cfg.name)
             instances.append(run)
         self.instances = instances
+        self._set_groups()
+        now = loop.time()
+        for run in instances:
+            mine = f"sync:{run.spec.sync_group}"
+            for reason in run.engine.fault_reasons:
+                if reason.startswith("sync:") and reason != mine:
+                    self._perform(run, run.engine.link(now, True, reason))
+        for group in self.groups.values():
+            self._sync(group, now)
         for key, sock in list(self._sockets.items()):
             if not any(r.sock is sock for r in instances):
                 del self._sockets[key]
@@ -407,13 +449,7 @@ class VrrpRuntime:
         cfg = replace(spec.cfg, source=spec.source_configured or run.engine.cfg.source,
                       priority=self._base(run))
         self._perform(run, run.engine.reconfigure(now, cfg))
-        current = {r for r in run.engine.fault_reasons if r.startswith("if:")}
-        wanted = self._faults(spec)
-        for reason in current - wanted:
-            self._perform(run, run.engine.link(now, True, reason))
-        for reason in wanted - current:
-            self._perform(run, run.engine.link(now, False, reason))
-        self._apply_weights(run, now)
+        self._apply_tracking(run, now)
 
     async def _apply_diff(self, run: Running, diff: _Diff, was_accept: bool,
                           accept: bool) -> None:
@@ -478,7 +514,7 @@ class VrrpRuntime:
                      if wanted.priority is not None else "back to the configured one")
             self._perform(run, run.engine.reconfigure(
                 now, replace(run.engine.cfg, priority=self._base(run))))
-            self._apply_weights(run, now)
+            self._apply_tracking(run, now)
         self._perform(run, run.engine.hold(now, wanted.force_backup))
         return wanted
 
@@ -521,29 +557,65 @@ class VrrpRuntime:
         self._link_up[state.ifname] = state.up
         self._links[state.ifname] = state
         log.info("Netlink reports %s %s", state.ifname, "up" if state.up else "down")
+        self._tracked_changed(INTERFACE, state.ifname)
+
+    def set_tracker(self, kind: str, name: str, value: Value) -> None:
+        """A tracked script, file or process has a new state (from the trackers' adapters)."""
+        if self.tracker_values.get((kind, name)) == value and (kind, name) in self.tracker_values:
+            return
+        self.tracker_values[(kind, name)] = value
+        self._tracked_changed(kind, name)
+
+    def _tracked_changed(self, kind: str, name: str) -> None:
+        if self._loop is None or self._stopping:
+            return
         now = self._loop.time()
         for run in self.instances:
-            for tracked in run.spec.tracked:
-                if tracked.ifname != state.ifname:
-                    continue
-                if tracked.weight == 0:
-                    up = state.up != tracked.reverse
-                    self._perform(run, run.engine.link(now, up, f"if:{state.ifname}"))
-                else:
-                    self._apply_weights(run, now)
+            if any(t.key == (kind, name) for t in run.spec.tracks):
+                self._apply_tracking(run, now)
 
-    def _apply_weights(self, run: Running, now: float) -> None:
-        """keepalived's weights: a positive one counts while up, a negative one while down."""
-        total = self._base(run)
-        for tracked in run.spec.tracked:
-            up = self._link_up.get(tracked.ifname, False) != tracked.reverse
-            if (tracked.weight > 0 and up) or (tracked.weight < 0 and not up):
-                total += tracked.weight
-        self._perform(run, run.engine.set_priority(now, total))
+    def _apply_tracking(self, run: Running, now: float) -> None:
+        """Faults and priority from the tracked objects, as keepalived's weights give
+        them (agent/vrrp/track.py).  New faults go first, so an instance that moves
+        from one fault to another does not pass through BACKUP."""
+        tracking = self._tracking(run)
+        current = {r for r in run.engine.fault_reasons if not r.startswith("sync:")}
+        for reason in sorted(tracking.faults - current):
+            self._perform(run, run.engine.link(now, False, reason))
+        for reason in sorted(current - tracking.faults):
+            self._perform(run, run.engine.link(now, True, reason))
+        self._perform(run, run.engine.set_priority(now, self._base(run) + tracking.delta))
+        if run.spec.sync_group in self.groups:
+            self._sync(self.groups[run.spec.sync_group], now)
+
+    def _sync(self, group: SyncGroup, now: float) -> None:
+        if self._stopping:
+            return
+        engines = {r.spec.cfg.name: r.engine for r in self.instances
+                   if r.spec.sync_group == group.name}
+        member_actions, changed = group.update(now, engines)
+        runs = {r.spec.cfg.name: r for r in self.instances}
+        for name, actions in member_actions:
+            self._perform(runs[name], actions)
+        if changed is not None:
+            old, new = changed
+            log.info("VRRP_Group(%s) Syncing instances to %s state", group.name, new.name)
+            if self.on_group_transition:
+                self.on_group_transition(group, old, new)
+
+    def silent_fault(self, run: Running) -> bool:
+        """In FAULT only while a tracked script has not answered yet: keepalived sends
+        no notify for that."""
+        own = [r for r in run.engine.fault_reasons if not r.startswith("sync:")]
+        if own:
+            return all(r.startswith(PENDING) for r in own)
+        group = self.groups.get(run.spec.sync_group or "")
+        return group is not None and group.silent
 
     # -- actions -------------------------------------------------------------
 
     def _perform(self, run: Running, actions: list[e.Action]) -> None:
+        regroup = False
         for action in actions:
             if isinstance(action, e.SendAdvert):
                 self._send(run, action)
@@ -553,9 +625,14 @@ class VrrpRuntime:
                 run.transitions.append((self._loop.time(), action.old, action.new))
                 if self.on_transition:
                     self.on_transition(run, action)
+                regroup = True
+            elif isinstance(action, e.WantMaster):
+                regroup = True
             else:
                 run.work.put_nowait(action)
         self._arm(run)
+        if regroup and run.spec.sync_group in self.groups:
+            self._sync(self.groups[run.spec.sync_group], self._loop.time())
 
     def _arm(self, run: Running) -> None:
         deadline = run.engine.deadline

@@ -52,6 +52,7 @@ from .kernel import (
     VirtualRoute,
     VirtualRule,
 )
+from .track import INTERFACE, Value, evaluate
 from .transport import RX_BUFFER
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ async def vrrp_snapshot(runtime: VrrpRuntime) -> dict[str, Any]:
     instances = [
         instance_snapshot(run, offset, node=nodes.get(run.spec.cfg.name), glob=glob,
                           link_up=runtime._link_up, firewall=runtime.firewall is not None,
-                          socket_index=socket_of[id(run.sock)])
+                          socket_index=socket_of[id(run.sock)],
+                          tracker_values=runtime.tracker_values)
         for run in runs]
     return {
         "schema_version": SCHEMA_VERSION,
@@ -233,12 +235,15 @@ def process_umask() -> int:
 def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
                       glob: dict[str, Any] | None = None,
                       link_up: dict[str, bool] | None = None, firewall: bool = False,
-                      socket_index: int | None = None) -> dict[str, Any]:
+                      socket_index: int | None = None,
+                      tracker_values: dict[tuple[str, str], Value] | None = None
+                      ) -> dict[str, Any]:
     """One instance; ``offset`` turns loop time into epoch time (time.time() - loop.time()).
 
     ``node`` is the instance's vrrp_instance block (for the options the
     runtime does not carry), ``glob`` the global snapshot, ``link_up`` the
-    runtime's link states.
+    runtime's link states, ``tracker_values`` its scripts', files' and
+    processes' states.
     """
     spec, eng = run.spec, run.engine
     cfg = eng.cfg
@@ -265,7 +270,7 @@ def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
         "priority_override": run.priority_override,
         "force_backup": eng.held,
         "effective_priority": eng.effective_priority,
-        "total_priority": _total_priority(run, link_up),
+        "total_priority": _total_priority(run, link_up, tracker_values or {}),
         "master_address": _str(eng.master_source),
         "master_priority": eng.master_priority,
         "master_advert_interval": eng.master_adver_int_us / e.US,
@@ -333,14 +338,11 @@ def _epoch(loop_time: float, offset: float) -> float:
     return round(loop_time + offset, 6)
 
 
-def _total_priority(run: Running, link_up: dict[str, bool]) -> int:
+def _total_priority(run: Running, link_up: dict[str, bool],
+                    tracker_values: dict[tuple[str, str], Value]) -> int:
     """keepalived's total priority: base plus the weights that apply, unclamped."""
-    total = run.engine.base_priority
-    for tracked in run.spec.tracked:
-        up = link_up.get(tracked.ifname, False) != tracked.reverse
-        if (tracked.weight > 0 and up) or (tracked.weight < 0 and not up):
-            total += tracked.weight
-    return total
+    values = {**tracker_values, **{(INTERFACE, name): up for name, up in link_up.items()}}
+    return run.engine.base_priority + evaluate(run.spec.tracks, values).delta
 
 
 def _checksum_compat(eng: e.Instance) -> str:
@@ -383,19 +385,19 @@ def _tracked_interfaces(run: Running, values: dict[str, Any],
     """Every link the instance follows; ``kind`` says why it is followed."""
     explicit = {t[0] for t in values.get("track_interface") or ()}
     out, seen = [], set()
-    for tracked in run.spec.tracked:
-        if tracked.ifname in seen:
+    for tracked in _unique_tracked(run):
+        if tracked.name in seen:
             continue
-        seen.add(tracked.ifname)
-        if tracked.ifname in explicit:
+        seen.add(tracked.name)
+        if tracked.name in explicit:
             kind = "track_interface"
-        elif tracked.ifname == run.spec.ifname:
+        elif tracked.name == run.spec.ifname:
             kind = "interface"
         else:
             kind = "virtual"            # named by a VIP, route or rule
-        out.append({"name": tracked.ifname, "weight": tracked.weight,
+        out.append({"name": tracked.name, "weight": tracked.weight,
                     "reverse": tracked.reverse, "kind": kind,
-                    "up": link_up.get(tracked.ifname)})
+                    "up": link_up.get(tracked.name)})
     return out
 
 
@@ -445,8 +447,8 @@ def interface_names(runs: Iterable[Running], link_up: Iterable[str] = ()) -> lis
     names: dict[str, None] = {}
     for run in runs:
         names[run.spec.ifname] = None
-        for tracked in run.spec.tracked:
-            names[tracked.ifname] = None
+        for tracked in _unique_tracked(run):
+            names[tracked.name] = None
     for name in link_up:
         names[name] = None
     return list(names)
@@ -488,14 +490,16 @@ def interface_snapshot(name: str, link: LinkState | None, ipv4: Sequence[IPAddre
         "ours": sorted({str(ip_address(a.address.ip)) for run in runs
                         for a in (*run.vips, *run.evips) if a.ifname == name}),
         "tracking": [{"instance": run.spec.cfg.name, "weight": t.weight, "reverse": t.reverse}
-                     for run in runs for t in _unique_tracked(run) if t.ifname == name],
+                     for run in runs for t in _unique_tracked(run) if t.name == name],
     }
 
 
 def _unique_tracked(run: Running) -> list[Any]:
+    """The interfaces an instance tracks, each once."""
     seen: dict[str, Any] = {}
-    for tracked in run.spec.tracked:
-        seen.setdefault(tracked.ifname, tracked)
+    for tracked in run.spec.tracks:
+        if tracked.kind == INTERFACE:
+            seen.setdefault(tracked.name, tracked)
     return list(seen.values())
 
 

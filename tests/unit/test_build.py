@@ -24,7 +24,7 @@ def test_defaults() -> None:
     assert cfg.addresses == (IPv4Address("198.18.0.100"),)
     assert (cfg.garp_repeat, cfg.garp_delay_us, cfg.down_timer_adverts) == (5, 5_000_000, 3)
     assert s.group == IPv4Address("224.0.0.18") and s.accept and s.unicast_ttl == 255
-    assert [t.ifname for t in s.tracked] == ["eth0"]
+    assert [t.name for t in s.tracks] == ["eth0"]
 
 
 def test_state_master_without_priority_is_the_owner_and_an_owner_starts_master() -> None:
@@ -75,15 +75,15 @@ def test_unicast_auth_and_globals() -> None:
     assert cfg.source == IPv4Address("198.18.0.11")
     assert (cfg.auth_type, cfg.auth_pass) == (1, b"verylong")
     assert cfg.garp_repeat == 2 and s.group == IPv4Address("224.0.0.19")
-    assert [(t.ifname, t.weight) for t in s.tracked] == [("eth1", -20)]
+    assert [(t.name, t.weight) for t in s.tracks] == [("eth1", -20)]
 
 
 def test_links_of_vips_routes_and_rules_are_tracked_unless_no_track() -> None:
     s = specs("virtual_ipaddress {\n198.18.0.1 dev eth1\n198.18.0.2 dev eth2 no_track\n}\n"
               "virtual_routes {\n198.18.9.0/24 dev eth3\n}\n"
               "virtual_rules {\nfrom 198.18.0.1 iif eth4 table 100\n}")
-    assert [t.ifname for t in s.tracked] == ["eth0", "eth1", "eth3", "eth4"]
-    assert all(t.weight == 0 for t in s.tracked)
+    assert [t.name for t in s.tracks] == ["eth0", "eth1", "eth3", "eth4"]
+    assert all(t.weight == 0 for t in s.tracks)
 
 
 def test_a_route_the_kernel_adapter_cannot_make_is_refused_with_its_place() -> None:

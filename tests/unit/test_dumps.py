@@ -481,7 +481,7 @@ def test_vrrp_snapshot_reads_the_runtime_and_the_kernel(root: Any) -> None:
             return [V0_ADDRESS] if version == 4 else [ip_address("fd00::1"), V0_LINK_LOCAL]
 
     runtime = SimpleNamespace(instances=runs, config=root, firewall=None, kernel=Kernel(),
-                              _link_up={"v0": True, "gone": False})
+                              _link_up={"v0": True, "gone": False}, tracker_values={})
 
     async def take() -> dict[str, Any]:
         return await snap_mod.vrrp_snapshot(runtime)
