@@ -7,12 +7,13 @@ plain numbers and the adapters get plain names and addresses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..config.model import Node
 from .engine import US, InstanceConfig, Peer, parse_address
 from .kernel import VirtualAddress, VirtualRoute, VirtualRule
+from .static import StaticConfig, garp_intervals
 from .track import FILE, INTERFACE, PROCESS, SCRIPT, Track
 
 IPAddress = IPv4Address | IPv6Address
@@ -62,8 +63,17 @@ def build_instances(root: Node) -> list[InstanceSpec]:
     groups = sync_groups(root)
     member_of = {name: sg for sg, members in groups.items() for name in members}
     trackables = _trackables(root)
-    return [_build_one(node, gget, member_of.get(node.head), root, trackables)
-            for node in root.blocks("vrrp_instance")]
+    static_links = StaticConfig.from_root(root).tracked_links()
+    garp = garp_intervals(root)
+    specs = []
+    for node in root.blocks("vrrp_instance"):
+        spec = _build_one(node, gget, member_of.get(node.head), root, trackables)
+        # the links of static entries whose track_group names the instance: weight 0
+        links = [Track(INTERFACE, link, 0) for link in static_links.get(node.head, ())]
+        garp_us, gna_us = garp[spec.ifname]
+        specs.append(replace(spec, tracks=tuple(_unique([*spec.tracks, *links])),
+                             garp_interval_us=garp_us, gna_interval_us=gna_us))
+    return specs
 
 
 def sync_groups(root: Node) -> dict[str, tuple[str, ...]]:
@@ -166,8 +176,7 @@ def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 
         group=group, source_configured=cfg.source,
         unicast_ttl=node.get("unicast_ttl") if node.get("unicast_ttl") is not None else 255,
         tracks=tuple(tracks), sync_group=group,
-        garp_interval_us=_us(gget("vrrp_garp_interval")),
-        gna_interval_us=_us(gget("vrrp_gna_interval")),
+        garp_interval_us=0, gna_interval_us=0,     # per interface: see build_instances
         accept=_accept(node, gget, priority, version),
     )
 

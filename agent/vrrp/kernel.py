@@ -583,8 +583,8 @@ class VirtualRule:
         if action == FR_ACT_GOTO and ("priority" not in found
                                       or found["priority"] >= found["goto"]):
             raise ValueError("a goto rule needs a preference below its target")
-        protocol = given_protocol if found.get("no_track") and given_protocol is not None \
-            else RTPROT_KEEPALIVED
+        # keepalived marks only tracked rules; an untracked one keeps what was given, or none
+        protocol = (given_protocol or 0) if found.get("no_track") else RTPROT_KEEPALIVED
         return cls(family=family or socket.AF_INET, action=action, protocol=protocol, **found)
 
 

@@ -28,6 +28,7 @@ from .kernel import (
     VirtualRule,
     number_rules,
 )
+from .static import StaticEntries, number_all_rules
 from .sync import SyncGroup
 from .track import INTERFACE, PENDING, Tracking, Value, evaluate
 from .transport import Announcer, VrrpSocket
@@ -147,6 +148,7 @@ class VrrpRuntime:
         self._sources: dict[tuple[int, int], IPAddress | None] = {}     # during start or reload
         self._socket_needs: dict[tuple[str, int], tuple[set[IPAddress], bool]] = {}
         self.firewall = AcceptModeFirewall() if any(not s.accept for s in specs) else None
+        self.static = StaticEntries(self.kernel)
 
     # -- start and stop ------------------------------------------------------
 
@@ -159,7 +161,7 @@ class VrrpRuntime:
         self._sources.clear()
         self._plan_sockets()
         await self._read_links(self.specs)
-        rules = self._number_rules(self.specs)
+        rules = self._number_rules(self.specs, self.config)
         for spec in self.specs:
             self.instances.append(await self._make(spec, rules[spec.cfg.name]))
         self._set_groups()
@@ -169,7 +171,10 @@ class VrrpRuntime:
         await self.kernel.clean_start([a for r in fresh for a in (*r.vips, *r.evips)],
                                       [x for r in fresh for x in r.routes],
                                       [x for r in fresh for x in r.rules])
+        if self.config is not None:
+            await self.static.start(self.config)
         self._tasks.append(asyncio.create_task(self._watch_links()))
+        self._tasks.append(asyncio.create_task(self._watch_static()))
         now = self._loop.time()
         for run in self.instances:
             self._begin(run, now, resume=run.spec.cfg.name in resume)
@@ -192,9 +197,13 @@ class VrrpRuntime:
             self._link_up.setdefault(spec.ifname, self._links[spec.ifname].up)
 
     @staticmethod
-    def _number_rules(specs: Iterable[InstanceSpec]) -> dict[str, list[VirtualRule]]:
-        """Rules without a preference are numbered across the whole config, as keepalived does."""
+    def _number_rules(specs: Iterable[InstanceSpec],
+                      config: Node | None) -> dict[str, list[VirtualRule]]:
+        """Rules without a preference are numbered across the whole config (static_rules
+        too), as keepalived does."""
         specs = list(specs)
+        if config is not None:
+            return number_all_rules(config)[1]
         numbered = iter(number_rules([VirtualRule.from_words(w) for s in specs for w in s.rules]))
         return {s.cfg.name: [next(numbered) for _ in s.rules] for s in specs}
 
@@ -321,6 +330,7 @@ class VrrpRuntime:
             await run.work.join()
         for task in self._tasks:
             task.cancel()
+        await self.static.stop(release=release)
         for run in self.instances:
             self._retire(run)
         for sock in self._sockets.values():
@@ -360,7 +370,7 @@ class VrrpRuntime:
         new = {identity(s): s for s in specs}
         self._sources.clear()
         await self._read_links(specs)
-        rules = self._number_rules(specs)
+        rules = self._number_rules(specs, config)
         self.specs, self.config = specs, config
         self._plan_sockets()
         if self.firewall is None and any(not s.accept for s in specs):
@@ -398,6 +408,8 @@ class VrrpRuntime:
                 report.changed.append(spec.cfg.name)
             instances.append(run)
         self.instances = instances
+        if config is not None:
+            await self.static.reload(config)
         self._set_groups()
         now = loop.time()
         for run in instances:
@@ -550,6 +562,15 @@ class VrrpRuntime:
             except KernelError as err:
                 # Events were lost: watching again starts with every link's state.
                 log.info("link events lost (%s) - reading links again", err)
+
+    async def _watch_static(self) -> None:
+        """Put back static entries that someone deletes (agent/vrrp/static.py)."""
+        while True:
+            try:
+                await self.static.watch()
+                return
+            except KernelError as err:
+                log.info("%s - listening again", err)
 
     def _on_link(self, state: LinkState) -> None:
         if state.ifname not in self._link_up or self._link_up[state.ifname] == state.up:

@@ -278,6 +278,7 @@ def test_rule_options(words: tuple[str, ...], field: str, value: object) -> None
 def test_rule_protocol_is_keepalived_unless_untracked() -> None:
     assert rule("table", "100", "protocol", "4").protocol == 18
     assert rule("table", "100", "protocol", "4", "no_track").protocol == 4
+    assert rule("table", "100", "no_track").protocol == 0      # none sent, as keepalived
 
 
 @pytest.mark.parametrize(("words", "message"), [
