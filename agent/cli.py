@@ -205,7 +205,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         log.error("daemon is already running (pid %d in %s)", pid, args.pid)
         return 1
     try:
-        result, _specs = read_config(args.file, config_id, strict=False)
+        result = read_config(args.file, config_id, strict=False).result
     except ConfigRefused as refused:
         refused.log("Stopping: the configuration cannot be run")
         return EXIT_CANNOT_RUN

@@ -85,40 +85,14 @@ def after(ws: list[str], keyword: str) -> str | None:
 
 
 def split_command(command: str) -> list[str]:
-    """A script string split into argv as keepalived splits it: blanks separate
-    words, quotes group them, backslash escapes (``alloc_strvec_quoted_escaped``)."""
-    argv: list[str] = []
-    i, n = 0, len(command)
-    while i < n:
-        while i < n and command[i] in " \t\f\n\r\v":
-            i += 1
-        if i >= n:
-            break
-        word: list[str] = []
-        quote = ""
-        while i < n:
-            c = command[i]
-            if c == "\\" and i + 1 < n:
-                word.append(command[i + 1])
-                i += 2
-                continue
-            if quote:
-                if c == quote:
-                    quote = ""
-                else:
-                    word.append(c)
-                i += 1
-                continue
-            if c in "'\"":
-                quote = c
-                i += 1
-                continue
-            if c in " \t\f\n\r\v":
-                break
-            word.append(c)
-            i += 1
-        argv.append("".join(word))
-    return argv
+    """A script string split into argv as keepalived splits it (agent/vrrp/scripts.py);
+    for messages, so a string keepalived would refuse is shown split on blanks."""
+    from ..vrrp.scripts import ScriptError
+    from ..vrrp.scripts import split_command as split
+    try:
+        return split(command)
+    except ScriptError:
+        return command.split()
 
 
 @dataclass

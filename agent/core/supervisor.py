@@ -319,8 +319,8 @@ class Supervisor:
             log.info("Reloading ...")
             try:
                 try:
-                    result, _specs = await asyncio.to_thread(
-                        read_config, self.s.path, self.s.config_id, True)
+                    result = (await asyncio.to_thread(
+                        read_config, self.s.path, self.s.config_id, True)).result
                 except ConfigRefused as refused:
                     refused.log("Reload refused: the running configuration is kept")
                     self._write_check_log(refused.lines)
@@ -357,8 +357,8 @@ class Supervisor:
     async def _parent_dump(self) -> dict[str, Any]:
         from . import dumps
         try:
-            result, _specs = await asyncio.to_thread(
-                read_config, self.s.path, self.s.config_id, False)
+            result = (await asyncio.to_thread(
+                read_config, self.s.path, self.s.config_id, False)).result
             glob = dumps.global_settings(result.root)
             path = dumps.dump_paths({"global": glob})["parent"]
             dumps.write_atomic(path, dumps.parent_dump({"global": glob}))

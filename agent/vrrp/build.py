@@ -7,6 +7,7 @@ plain numbers and the adapters get plain names and addresses.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
@@ -49,8 +50,9 @@ def _us(seconds: float | None) -> int:
     return round((seconds or 0) * US)
 
 
-def build_instances(root: Node) -> list[InstanceSpec]:
-    """The runnable instances of a checked configuration."""
+def build_instances(root: Node, refused_scripts: Collection[str] = ()) -> list[InstanceSpec]:
+    """The runnable instances of a checked configuration; ``refused_scripts`` are
+    vrrp_scripts the script security check disabled (tracked nowhere)."""
     glob = root.blocks("global_defs")
     g = glob[0] if glob else None
 
@@ -63,6 +65,8 @@ def build_instances(root: Node) -> list[InstanceSpec]:
     groups = sync_groups(root)
     member_of = {name: sg for sg, members in groups.items() for name in members}
     trackables = _trackables(root)
+    for name in refused_scripts:
+        trackables[SCRIPT].pop(name, None)
     static_links = StaticConfig.from_root(root).tracked_links()
     garp = garp_intervals(root)
     specs = []
@@ -94,7 +98,7 @@ def sync_groups(root: Node) -> dict[str, tuple[str, ...]]:
     return groups
 
 
-def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 - lookup
+def _build_one(node: Node, gget, sync_group: str | None, root: Node,  # noqa: ANN001 - lookup
                trackables: dict[str, dict[str, tuple[int, bool]]]) -> InstanceSpec:
     name = node.head
     vips = tuple(node.get("virtual_ipaddress") or ())
@@ -126,7 +130,8 @@ def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 
     # an owner without a state starts as MASTER.
     state = node.values.get("state")
     priority = node.values.get("priority") or (255 if state == "MASTER" else 100)
-    group_node = next((sg for sg in root.blocks("vrrp_sync_group") if sg.head == group), None)
+    group_node = next((sg for sg in root.blocks("vrrp_sync_group") if sg.head == sync_group),
+                      None)
     tracks = _tracks(node, ifname, priority, group_node, root, trackables)
     tracks = _implied_links(node, ifname, tracks, (*vips, *evips))
     initial_master = state == "MASTER" or (state is None and priority == 255)
@@ -175,7 +180,7 @@ def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 
         rules=tuple(node.get("virtual_rules") or ()),
         group=group, source_configured=cfg.source,
         unicast_ttl=node.get("unicast_ttl") if node.get("unicast_ttl") is not None else 255,
-        tracks=tuple(tracks), sync_group=group,
+        tracks=tuple(tracks), sync_group=sync_group,
         garp_interval_us=0, gna_interval_us=0,     # per interface: see build_instances
         accept=_accept(node, gget, priority, version),
     )

@@ -28,8 +28,13 @@ from ..config.diag import Level
 from ..core import logs
 from ..core.ipc import Channel, ChannelClosed, Message
 from .build import BuildError, InstanceSpec, build_instances
+from .engine import State
+from .events import StateEvents
 from .kernel import KernelError
-from .runtime import Override, VrrpRuntime
+from .runtime import Override, Running, VrrpRuntime
+from .scripts import ConfigScripts, config_scripts, run_script
+from .sync import SyncGroup
+from .tracking_io import Trackers
 
 log = logging.getLogger("keepalived_py")
 
@@ -66,16 +71,42 @@ def errors_of(result: ParseResult) -> list[str]:
             if Level.OK < d.level < Level.WARNING or d.level is Level.SECURITY_ERROR]
 
 
-def read_config(path: str, config_id: str, strict: bool) -> tuple[ParseResult, list[InstanceSpec]]:
+@dataclass
+class Config:
+    result: ParseResult
+    specs: list[InstanceSpec]
+    scripts: ConfigScripts          # every script, checked, with its user
+
+    @property
+    def refused_scripts(self) -> set[str]:
+        """vrrp_scripts the security check disabled: keepalived tracks them nowhere."""
+        return {name for kind, name, _ in self.scripts.disabled
+                if kind == "vrrp_script" and name is not None}
+
+
+def read_config(path: str, config_id: str, strict: bool) -> Config:
     result = load(path, config_id=config_id)
     cannot_run = result.diags.highest() in (Level.FILE_NOT_FOUND, Level.FATAL)
     errors = errors_of(result)
     if cannot_run or (strict and errors):
         raise ConfigRefused(errors or [f"{path}: the configuration cannot be run"])
+    scripts = config_scripts(result.root)
+    refused = {name for kind, name, _ in scripts.disabled if kind == "vrrp_script"}
     try:
-        return result, build_instances(result.root)
+        return Config(result, build_instances(result.root, refused_scripts=refused), scripts)
     except BuildError as err:
         raise ConfigRefused([str(err)]) from None
+
+
+def log_diagnostics(config: Config) -> None:
+    """The checker's messages, then the script checks' (each message once)."""
+    seen = set()
+    for diag in config.result.diags:
+        seen.add(diag.message)
+        log.info("%s", diag)
+    for diag in config.scripts.diagnostics:
+        if diag.message not in seen:
+            log.info("%s", diag)
 
 
 @dataclass
@@ -91,11 +122,17 @@ class Options:
 
 
 class VrrpProcess:
-    def __init__(self, opts: Options, result: ParseResult, specs: list[InstanceSpec]) -> None:
+    def __init__(self, opts: Options, config: Config) -> None:
         self.opts = opts
+        self.config = config
         # The parent learns each state change at once: it restarts a died
         # process with the instances that were MASTER resumed.
-        self.runtime = VrrpRuntime(specs, config=result.root, on_transition=self._changed)
+        self.runtime = VrrpRuntime(config.specs, config=config.result.root,
+                                   on_transition=self._changed,
+                                   on_group_transition=self._group_changed)
+        self.events = StateEvents(config.result.root, config.scripts)
+        self.trackers = Trackers(config.result.root, self._run_tracker_script,
+                                 self.runtime.set_tracker, refused=config.refused_scripts)
         self._changes: dict[str, str] = {}
         self.channel: Channel | None = None
         self.done = asyncio.Event()
@@ -115,15 +152,19 @@ class VrrpProcess:
             self.channel = await Channel.open(sock)
             self._spawn(self._listen())
         try:
+            self.events.start()
+            await self.trackers.start(scripts=False)
+            self._read_trackers()
             await self.runtime.start(resume=self.opts.resume, overrides=self.opts.overrides)
+            self.trackers.start_scripts()
         except (KernelError, OSError) as err:
             # A link that is not there, a socket refused: say it in one line; the
             # parent stops too (keepalived's EXIT_FATAL), a restart would not help.
             log.error("Stopping: cannot start VRRP: %s", err)
-            await self.runtime.stop()
+            await self._stop(release=True)
             return EXIT_FATAL
         except Exception:
-            await self.runtime.stop()
+            await self._stop(release=True)
             raise
         if self.opts.pid_file:
             Path(self.opts.pid_file).parent.mkdir(parents=True, exist_ok=True)
@@ -134,11 +175,34 @@ class VrrpProcess:
         await self.done.wait()
         if self.channel is None:        # with a parent, the parent says it
             log.info("Stopping")
-        await self.runtime.stop(release=self.opts.release)
+        await self._stop(release=self.opts.release)
         if self.opts.pid_file:
             Path(self.opts.pid_file).unlink(missing_ok=True)
         log.info("Stopped")
         return 0
+
+    async def _stop(self, release: bool) -> None:
+        """Priority 0 and addresses away first, then the trackers, then the STOP
+        notifications (keepalived's vrrp_terminate_phase1 order)."""
+        priorities = {r.spec.cfg.name: r.engine.effective_priority
+                      for r in self.runtime.instances}
+        await self.runtime.stop(release=release)
+        await self.trackers.stop()
+        await self.events.stop(priorities)
+
+    def _read_trackers(self) -> None:
+        """Every running tracker's state, into the runtime (later changes come by
+        ``on_change``)."""
+        for kind in ("script", "file", "process"):
+            for name in self.trackers.names(kind):
+                self.runtime.set_tracker(kind, name, self.trackers.status(kind, name))
+
+    async def _run_tracker_script(self, name: str, argv: list[str],
+                                  user: tuple[str, ...] | None, timeout: float) -> int | None:
+        command = self.config.scripts.get("vrrp_script", name, "script")
+        if command is None:
+            return 1                    # refused or not runnable: never a success
+        return await run_script(command.argv, command.user, timeout, shell=command.shell)
 
     def _spawn(self, coro) -> None:  # noqa: ANN001 - a coroutine
         task = asyncio.create_task(coro)
@@ -152,12 +216,23 @@ class VrrpProcess:
             except ChannelClosed:
                 self.done.set()
 
-    def _changed(self, run, change) -> None:  # noqa: ANN001 - Running, engine.Transition
+    def _changed(self, run: Running, change) -> None:  # noqa: ANN001 - engine.Transition
         # Sent once per loop turn, only what changed: a thousand instances
         # resuming make two thousand transitions within a few turns.
         if not self._changes:
             asyncio.get_running_loop().call_soon(self._send_changes)
         self._changes[run.spec.cfg.name] = change.new.name
+        # INIT: stopping or removed, notified as STOP or DELETED by the caller
+        if change.new == State.INIT:
+            return
+        if change.new == State.FAULT and self.runtime.silent_fault(run):
+            return
+        self.events.instance(run.spec.cfg.name, change.new.name, change.priority)
+
+    def _group_changed(self, group: SyncGroup, old: State, new: State) -> None:
+        if new == State.INIT or (new == State.FAULT and group.silent):
+            return
+        self.events.group(group.name, new.name)
 
     def _send_changes(self) -> None:
         changes, self._changes = self._changes, {}
@@ -223,14 +298,23 @@ class VrrpProcess:
             log.info("Reloading")
             began = time.monotonic()
             try:
-                result, specs = await asyncio.to_thread(
+                config = await asyncio.to_thread(
                     read_config, self.opts.path, self.opts.config_id, True)
             except ConfigRefused as refused:
                 refused.log("Reload refused: keeping the running configuration")
                 return {"ok": False, "error": "configuration refused", "errors": refused.lines}
-            for diag in result.diags:
-                log.info("%s", diag)
-            report = await self.runtime.reload(specs, result.root)
+            log_diagnostics(config)
+            before = {r.spec.cfg.name: (r.engine.state.name, r.engine.effective_priority)
+                      for r in self.runtime.instances}
+            self.config = config
+            root = config.result.root
+            # the trackers first, so that changed instances are judged on their states
+            await self.trackers.reload(root, config.refused_scripts)
+            self._read_trackers()
+            report = await self.runtime.reload(config.specs, root)
+            await self.events.reload(root, config.scripts)
+            for name in report.removed:
+                self.events.notifier.deleted(name, *before[name])
             took = time.monotonic() - began
             log.info("Reload finished in %d usec: %d added, %d removed, %d changed, "
                      "%d unchanged", took * 1e6, len(report.added), len(report.removed),
@@ -292,14 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(opts: Options) -> int:
     logs.setup("Keepalived_vrrp", opts.log)
     try:
-        result, specs = read_config(opts.path, opts.config_id, strict=False)
+        config = read_config(opts.path, opts.config_id, strict=False)
     except ConfigRefused as refused:
         refused.log("Stopping: the configuration cannot be run")
         return EXIT_CONFIG
-    for diag in result.diags:
-        log.info("%s", diag)
+    log_diagnostics(config)
     log.info("Configuration file %s", opts.path)
-    return asyncio.run(VrrpProcess(opts, result, specs).run())
+    return asyncio.run(VrrpProcess(opts, config).run())
 
 
 if __name__ == "__main__":

@@ -161,3 +161,9 @@ def test_an_address_owner_ignores_weights() -> None:
     # and a group with an owner member tracks its objects without weight
     got = tracks(GROUP % "sync_group_tracking_weight", priority=255)
     assert Track(SCRIPT, "chk", 0) in got["VI_2"]
+
+
+def test_instances_know_their_sync_group() -> None:
+    result = parse("t.conf", text=CONFIG % {"group": GROUP % "", "priority": 100})
+    assert {s.cfg.name: s.sync_group for s in build_instances(result.root)} == {
+        "VI_1": "SG", "VI_2": "SG"}
