@@ -205,12 +205,14 @@ def run_daemon(args: argparse.Namespace) -> int:
         log.error("daemon is already running (pid %d in %s)", pid, args.pid)
         return 1
     try:
-        result = read_config(args.file, config_id, strict=False).result
+        config = read_config(args.file, config_id, strict=False)
     except ConfigRefused as refused:
         refused.log("Stopping: the configuration cannot be run")
         return EXIT_CANNOT_RUN
+    result = config.result
     for diag in result.diags:
         log.info("%s", diag)
+    glob = result.root.blocks("global_defs")
     if not args.dont_fork:
         daemonize()
         logs.setup("Keepalived", options)
@@ -220,7 +222,11 @@ def run_daemon(args: argparse.Namespace) -> int:
         release_vips=not args.dont_release_vrrp, run_vrrp=not args.check,
         control_socket=args.control_socket or None, metrics_listen=args.metrics_listen,
         reload_check_log=reload_check_log(result.root),
-        maintenance_file=args.maintenance_file or None)
+        maintenance_file=args.maintenance_file or None,
+        startup_script=config.scripts.get("global_defs", None, "startup_script"),
+        startup_timeout=float(glob[0].get("startup_script_timeout")) if glob else 10,
+        shutdown_script=config.scripts.get("global_defs", None, "shutdown_script"),
+        shutdown_timeout=float(glob[0].get("shutdown_script_timeout")) if glob else 10)
     return asyncio.run(Supervisor(settings).run())
 
 

@@ -73,6 +73,12 @@ class Settings:
     # where the operator's maintenance settings (``keepalived-py set``) are kept, so
     # that they outlive a restart of the agent or of the host
     maintenance_file: str | None = None
+    # global_defs startup_script / shutdown_script as checked (scripts.ConfigScripts),
+    # with their timeouts: run before the children start and after they stop
+    startup_script: Any = None
+    startup_timeout: float = 10
+    shutdown_script: Any = None
+    shutdown_timeout: float = 10
 
 
 @dataclass
@@ -139,6 +145,8 @@ class Supervisor:
             self._start_metrics(loop)
         if self.s.run_vrrp:
             self.children.append(Child("vrrp", "Keepalived_vrrp", "keepalived_py.vrrp.main"))
+        await self._start_stop_script("startup script", self.s.startup_script,
+                                      self.s.startup_timeout)
         for child in self.children:
             await self._start_child(child)
         self._spawn_task(self._watch())
@@ -178,6 +186,8 @@ class Supervisor:
                               child.proc.pid)
                     child.proc.kill()
                     await child.proc.wait()
+        await self._start_stop_script("shutdown script", self.s.shutdown_script,
+                                      self.s.shutdown_timeout)
         if self._control is not None:
             self._control.close()
         if self._metrics is not None:
@@ -186,6 +196,23 @@ class Supervisor:
             if path:
                 Path(path).unlink(missing_ok=True)
         log.info("Stopped keepalived-py %s", __version__)
+
+    @staticmethod
+    async def _start_stop_script(what: str, command: Any, timeout: float) -> None:
+        """keepalived's startup / shutdown script (main.c): the children start after
+        the startup script ends, and the parent exits after the shutdown script; a
+        script that outlives its timeout is killed with its whole process group."""
+        if command is None:
+            return
+        from ..vrrp.scripts import run_script
+        log.info("Running %s %s", what, command.argv[0])
+        status = await run_script(command.argv, command.user, timeout, shell=command.shell)
+        if status is None:
+            log.info("%s timed out", what)
+        elif status > 0:
+            log.info("%s script failed, status %d", what, status)
+        elif status < 0:
+            log.info("%s script killed by signal %d", what, -status)
 
     # -- children ---------------------------------------------------------------
 

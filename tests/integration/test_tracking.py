@@ -353,3 +353,27 @@ def test_smtp_alerts_reach_a_real_server(pair) -> None:  # noqa: ANN001
     finally:
         server.terminate()
         server.wait(10)
+
+
+# -- startup and shutdown scripts ------------------------------------------------------
+
+def test_startup_and_shutdown_scripts_run_around_the_children(pair) -> None:  # noqa: ANN001
+    lab, work = pair
+    script = work / "stamp.sh"
+    script.write_text(f"#!/bin/sh\nsleep 0.3\necho \"$1\" >> {work / 'stamps'}\n")
+    script.chmod(0o755)
+    agent = Router(lab.host("a"), vrrp_config("a", extra=FAST, globals_=(
+        f"enable_script_security\n    script_user root\n"
+        f"    startup_script \"{script} startup\"\n"
+        f"    shutdown_script \"{script} shutdown\"\n    shutdown_script_timeout 5"))).start()
+    try:
+        agent.wait_log("(VI_51) Entering MASTER STATE", timeout=10)
+        # the VRRP process started only once the startup script had finished
+        assert (work / "stamps").read_text() == "startup\n"
+        started = agent.times("Starting Keepalived_vrrp child process")[0]
+        running = agent.times("Running startup script")[0]
+        assert started - running >= 0.25
+        agent.stop(signal.SIGTERM)
+        assert (work / "stamps").read_text() == "startup\nshutdown\n"
+    finally:
+        agent.close()
