@@ -373,8 +373,7 @@ def _instance_list_lines(inst: dict[str, Any], sockets: list[dict[str, Any]]) ->
         out += [f"     {t['name']} weight {t['weight']}{' reverse' if t['reverse'] else ''}"
                 for t in explicit]
     out += [
-        # the agent sends no mail and runs no notify scripts yet
-        "   Using smtp notification = no",
+        f"   Using smtp notification = {'yes' if inst.get('smtp_alert') else 'no'}",
         f"   Notify deleted = {'Deleted' if inst.get('notify_deleted') else 'Fault'}",
         f"   Notify priority changes = {_tf(inst.get('notify_priority_changes'))}",
     ]

@@ -12,9 +12,9 @@ Three kinds of values, kept apart on purpose:
   a keyword is absent (``global``, and an instance's timers and options);
 - state: what the agent is doing now (states, priorities, addresses set,
   counters, links);
-- facilities the agent does not have yet (sync groups, vrrp_script,
-  track_file, notify scripts, SMTP, SNMP, DBus, VMAC) are not reported as
-  configured: their lists are empty, and nothing here claims they run.
+- facilities not reported here yet (sync groups, vrrp_script, track_file,
+  vrrp_track_process: the agent runs them, the snapshot does not show them;
+  SNMP, DBus, VMAC: the agent has none yet) have empty lists.
 
 The per-instance part is a plain function of a ``Running`` (or any object
 with the same attributes) and the wall-clock offset, so it can be tested
@@ -306,7 +306,10 @@ def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
         "notify_deleted": values.get("notify_deleted") is not None,
         "notify_priority_changes": bool(values.get(
             "notify_priority_changes", glob.get("vrrp_notify_priority_changes", False))),
-        "smtp_alert": False,            # the agent sends no mail
+        # keepalived's resolution: the instance's own, else smtp_alert_vrrp, else smtp_alert
+        "smtp_alert": bool(next((v for v in (values.get("smtp_alert"),
+                                             glob.get("smtp_alert_vrrp"), glob.get("smtp_alert"))
+                                 if v is not None), False)),
         "flags": _flags(run, values),
         "vips": [format_address(a, w, eng.vips_set, nftable)
                  for a, w in zip(run.vips, spec.vips, strict=False)],
