@@ -152,8 +152,22 @@ class WantMaster:
     """A sync group member would become master: its group decides (``sync_master``)."""
 
 
+@dataclass(frozen=True)
+class PriorityChanged:
+    """The effective priority moved (for ``notify_priority_changes``)."""
+
+    priority: int
+
+
+@dataclass(frozen=True)
+class LowerPriorityHeard:
+    """A master heard an advert of lower priority (``notify_master_rx_lower_pri``)."""
+
+    priority: int
+
+
 Action = (SendAdvert | TakeAddresses | ReleaseAddresses | Announce | AnnounceSource | Transition
-          | Log | WantMaster)
+          | Log | WantMaster | PriorityChanged | LowerPriorityHeard)
 
 
 @dataclass(frozen=True)
@@ -355,6 +369,7 @@ class Instance:
         self._log(f"Changing effective priority from {self.effective_priority} to {new}")
         old_down = self.master_down_us()
         self.effective_priority = new
+        self._out.append(PriorityChanged(new))
         if self.state == State.BACKUP and self._sands is not None:
             self._sands += (self.master_down_us() - old_down) / US
         return self._flush()
@@ -585,6 +600,7 @@ class Instance:
         if adv.priority < ours or (adv.priority == ours and cmp < 0):
             self._log(f"Received advert from {src} with lower priority {adv.priority}, ours "
                       f"{ours}{'' if cfg.lower_prio_no_advert else ', forcing new election'}")
+            self._out.append(LowerPriorityHeard(adv.priority))
             if cfg.auth_type == 2:
                 self._ah_seq = self._ah_last_rx + 1
             if not cfg.lower_prio_no_advert:

@@ -28,7 +28,7 @@ from ..config.diag import Level
 from ..core import logs
 from ..core.ipc import Channel, ChannelClosed, Message
 from .build import BuildError, InstanceSpec, build_instances
-from .engine import State
+from .engine import Action, LowerPriorityHeard, PriorityChanged, State
 from .events import StateEvents
 from .kernel import KernelError
 from .runtime import Override, Running, VrrpRuntime
@@ -129,7 +129,8 @@ class VrrpProcess:
         # process with the instances that were MASTER resumed.
         self.runtime = VrrpRuntime(config.specs, config=config.result.root,
                                    on_transition=self._changed,
-                                   on_group_transition=self._group_changed)
+                                   on_group_transition=self._group_changed,
+                                   on_notice=self._notice)
         self.events = StateEvents(config.result.root, config.scripts)
         self.trackers = Trackers(config.result.root, self._run_tracker_script,
                                  self.runtime.set_tracker, refused=config.refused_scripts)
@@ -228,6 +229,13 @@ class VrrpProcess:
         if change.new == State.FAULT and self.runtime.silent_fault(run):
             return
         self.events.instance(run.spec.cfg.name, change.new.name, change.priority)
+
+    def _notice(self, run: Running, notice: Action) -> None:
+        name = run.spec.cfg.name
+        if isinstance(notice, PriorityChanged):
+            self.events.notifier.priority_changed(name, run.engine.state.name, notice.priority)
+        elif isinstance(notice, LowerPriorityHeard):
+            self.events.notifier.rx_lower_priority(name, run.engine.effective_priority)
 
     def _group_changed(self, group: SyncGroup, old: State, new: State) -> None:
         if new == State.INIT or (new == State.FAULT and group.silent):

@@ -125,8 +125,8 @@ class VrrpRuntime:
     def __init__(self, specs: list[InstanceSpec], kernel: Kernel | None = None,
                  on_transition: Callable[[Running, e.Transition], None] | None = None,
                  config: Node | None = None,
-                 on_group_transition: Callable[[SyncGroup, e.State, e.State], None] | None = None
-                 ) -> None:
+                 on_group_transition: Callable[[SyncGroup, e.State, e.State], None] | None = None,
+                 on_notice: Callable[[Running, e.Action], None] | None = None) -> None:
         self.specs = specs
         self.config = config            # the model the specs were built from (for dumps)
         self.overrides: dict[str, Override] = {}
@@ -134,6 +134,7 @@ class VrrpRuntime:
         self.instances: list[Running] = []
         self.on_transition = on_transition
         self.on_group_transition = on_group_transition
+        self.on_notice = on_notice      # PriorityChanged, LowerPriorityHeard
         self.groups: dict[str, SyncGroup] = {}
         # the state of every tracked script, file and process (interfaces: _link_up)
         self.tracker_values: dict[tuple[str, str], Value] = {}
@@ -649,6 +650,9 @@ class VrrpRuntime:
                 regroup = True
             elif isinstance(action, e.WantMaster):
                 regroup = True
+            elif isinstance(action, (e.PriorityChanged, e.LowerPriorityHeard)):
+                if self.on_notice:
+                    self.on_notice(run, action)
             else:
                 run.work.put_nowait(action)
         self._arm(run)

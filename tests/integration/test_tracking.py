@@ -209,6 +209,18 @@ def conformance_config(work: Path) -> str:
             .replace("fd00::10/64", "2001:db8:77::10/64"))
 
 
+def read_fifo(lab: Lab, fifo: Path, into: Path):  # noqa: ANN201 - a Popen
+    """A reader on host a that copies the FIFO's lines to a file as they come."""
+    return lab.host("a").spawn([sys.executable, "-c", f"""
+import os, time
+while not os.path.exists({str(fifo)!r}):
+    time.sleep(0.01)
+with open({str(fifo)!r}, 'rb') as fifo, open({str(into)!r}, 'wb') as out:
+    for line in fifo:
+        out.write(line); out.flush()
+"""])
+
+
 @pytest.mark.skipif(not RUNTIME.is_dir(), reason=f"{RUNTIME} is absent: no reference to "
                     "compare with (CI has ../shared)")
 def test_notify_argv_and_fifo_lines_are_keepalived_s(pair) -> None:  # noqa: ANN001
@@ -217,14 +229,7 @@ def test_notify_argv_and_fifo_lines_are_keepalived_s(pair) -> None:  # noqa: ANN
     notify.write_text((RUNTIME / "notify.sh").read_text().replace("./tmp/", f"{work}/"))
     notify.chmod(0o755)
     fifo_log = work / "fifo.log"
-    reader = lab.host("a").spawn([sys.executable, "-c", f"""
-import os, time
-while not os.path.exists({str(work / 'notify.fifo')!r}):
-    time.sleep(0.01)
-with open({str(work / 'notify.fifo')!r}, 'rb') as fifo, open({str(fifo_log)!r}, 'wb') as out:
-    for line in fifo:
-        out.write(line); out.flush()
-"""])
+    reader = read_fifo(lab, work / "notify.fifo", fifo_log)
     agent = Router(lab.host("a"), conformance_config(work)).start()
     try:
         agent.wait_log("(VI_1) Entering MASTER STATE", timeout=10)
@@ -377,3 +382,30 @@ def test_startup_and_shutdown_scripts_run_around_the_children(pair) -> None:  # 
         assert (work / "stamps").read_text() == "startup\nshutdown\n"
     finally:
         agent.close()
+
+
+def test_priority_changes_are_notified_when_asked(pair) -> None:  # noqa: ANN001
+    lab, work = pair
+    value = work / "value"
+    value.write_text("0\n")
+    fifo_log = work / "fifo.log"
+    reader = read_fifo(lab, work / "notify.fifo", fifo_log)
+    agent = Router(lab.host("a"), f"track_file tf {{\n    file {value}\n}}\n" + vrrp_config(
+        "a", priority=150, extra=f"{FAST}\n    notify_priority_changes\n"
+        "    track_file {\n        tf weight -60\n    }",
+        globals_=f"notify_fifo {work / 'notify.fifo'}")).start()
+    try:
+        agent.wait_log("(VI_51) Entering MASTER STATE", timeout=10)
+        value.write_text("1\n")
+        agent.wait_log("Changing effective priority from 150 to 90", timeout=5)
+        value.write_text("0\n")
+        agent.wait_log("Changing effective priority from 90 to 150", timeout=5)
+        wait_for("four FIFO lines", lambda: fifo_log.exists() and len(
+            fifo_log.read_bytes().splitlines()) >= 4, timeout=5)
+        assert fifo_log.read_bytes() == (b'INSTANCE "VI_51" BACKUP 150\n'
+                                         b'INSTANCE "VI_51" MASTER 150\n'
+                                         b'INSTANCE "VI_51" MASTER_PRIORITY 90\n'
+                                         b'INSTANCE "VI_51" MASTER_PRIORITY 150\n')
+    finally:
+        agent.close()
+        reader.kill()
