@@ -25,7 +25,9 @@ from keepalived_py.vrrp.engine import (
     Instance,
     InstanceConfig,
     Log,
+    LowerPriorityHeard,
     Peer,
+    PriorityChanged,
     Received,
     ReleaseAddresses,
     SendAdvert,
@@ -943,6 +945,21 @@ def test_set_priority_clamps_to_1_254(total: int, effective: int) -> None:
     seg, node = listening_backup()
     seg.set_priority(node, 1.0, total)
     assert node.inst.effective_priority == effective
+
+
+def test_a_priority_change_is_an_action_and_no_change_is_none() -> None:
+    seg, node = listening_backup()
+    assert PriorityChanged(120) in seg.set_priority(node, 1.0, 120)
+    assert not any(isinstance(a, PriorityChanged) for a in seg.set_priority(node, 1.1, 120))
+
+
+def test_a_master_hearing_a_lower_priority_says_so() -> None:
+    seg, a, b = pair(200, 150)
+    seg.run_until(5.0)
+    assert a.state == MASTER
+    lower = seg.inject(a, 5.5, on_wire(b.inst.cfg, SendAdvert(advert(150)), B,
+                                       packet.VRRP_GROUP_V4))
+    assert LowerPriorityHeard(150) in lower
 
 
 def test_set_priority_is_ignored_for_the_owner() -> None:
