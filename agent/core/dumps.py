@@ -49,8 +49,9 @@ AUTH_CODES = {"none": 0, "PASS": 1, "AH": 2}
 
 # -- keepalived.data ----------------------------------------------------------------
 
-def data_dump(snap: Snapshot) -> str:
-    """keepalived.data as the VRRP process writes it."""
+def data_dump(snap: Snapshot, trackers: Iterable[str] = ()) -> str:
+    """keepalived.data as the VRRP process writes it; ``trackers`` are the lines of
+    the tracked objects' sections (agent/vrrp/tracking_io.py, ``dump_lines``)."""
     out = _global_lines(snap["global"], parent=False)
     if snap.get("instances"):
         out.append("------< VRRP Topology >------")
@@ -60,12 +61,32 @@ def data_dump(snap: Snapshot) -> str:
         out.append("------< VRRP Sockpool >------")
         for sock in snap["sockets"]:
             out += _socket_lines(sock)
+    if snap.get("sync_groups"):
+        out.append("------< VRRP Sync groups >------")
+        for group in snap["sync_groups"]:
+            out += _sync_group_lines(group)
+    out += trackers
     if snap.get("interfaces"):
         out.append("------< Interfaces >------")
         ours = {a for i in snap["interfaces"] for a in i.get("ours", [])}
         for link in snap["interfaces"]:
             out += _interface_lines(link, ours)
     return _text(out)
+
+
+def _sync_group_lines(group: dict[str, Any]) -> list[str]:
+    out = [f" VRRP Sync Group = {group['name']}, {group['state']}",
+           f"   Num member fault {group['member_faults']}, num member init "
+           f"{group['member_init']}"]
+    if group["members"]:
+        out.append("   VRRP member instances :")
+        out += [f"     {name}" for name in group["members"]]
+    if group.get("tracking_weight"):
+        out.append("   sync group tracking weight set")
+    out.append(f"   Using smtp notification = {_yn(group.get('smtp_alert'))}")
+    out += [f"   {s['type']} state transition script = {s['command']}, uid:gid "
+            f"{s['uid']}:{s['gid']}" for s in group.get("notify_scripts", [])]
+    return out
 
 
 def global_settings(root: Node | None) -> dict[str, Any]:

@@ -32,8 +32,9 @@ from .engine import Action, LowerPriorityHeard, PriorityChanged, State
 from .events import StateEvents
 from .kernel import KernelError
 from .runtime import Override, Running, VrrpRuntime
-from .scripts import ConfigScripts, config_scripts, run_script
+from .scripts import ConfigScripts, cmd_str, config_scripts, run_script
 from .sync import SyncGroup
+from .track import PENDING
 from .tracking_io import Trackers
 
 log = logging.getLogger("keepalived_py")
@@ -299,7 +300,52 @@ class VrrpProcess:
 
     async def snapshot(self) -> dict:
         from .snapshot import vrrp_snapshot
-        return await vrrp_snapshot(self.runtime)
+        snap = await vrrp_snapshot(self.runtime)
+        trackers = self.trackers.snapshot()
+        snap["scripts"] = trackers["scripts"]
+        snap["track_files"] = trackers["files"]
+        snap["track_processes"] = trackers["processes"]
+        snap["sync_groups"] = self._sync_groups()
+        return snap
+
+    def _sync_groups(self) -> list[dict]:
+        """What keepalived's data dump shows of each sync group (vrrp_data.c,
+        dump_sync_group): its state, members, counts and notify scripts."""
+        engines = {r.spec.cfg.name: r.engine for r in self.runtime.instances}
+        nodes = {n.head: n for n in self.config.result.root.blocks("vrrp_sync_group")}
+        out = []
+        for group in self.runtime.groups.values():
+            own = [group.own_faults(engines[m]) for m in group.members if m in engines]
+            node = nodes.get(group.name)
+            scripts = []
+            for kind, keyword in (("Backup", "notify_backup"), ("Master", "notify_master"),
+                                  ("Fault", "notify_fault"), ("Stop", "notify_stop"),
+                                  ("Generic", "notify")):
+                command = self.config.scripts.get("vrrp_sync_group", group.name, keyword)
+                if command is not None:
+                    scripts.append({"type": kind, "command": cmd_str(command.argv),
+                                    "uid": command.user.uid, "gid": command.user.gid})
+            out.append({
+                "name": group.name, "state": group.state.name, "members": list(group.members),
+                "member_faults": sum(1 for f in own if f and not all(
+                    r.startswith(PENDING) for r in f)),
+                "member_init": sum(1 for f in own if f and all(
+                    r.startswith(PENDING) for r in f)),
+                "tracking_weight": bool(node and node.get("sync_group_tracking_weight")),
+                "smtp_alert": self.events.mailer.settings.vrrp_alert(
+                    node.values.get("smtp_alert") if node else None),
+                "notify_scripts": scripts,
+            })
+        return out
+
+    def _tracker_dump(self) -> list[str]:
+        """keepalived's "VRRP Scripts", "VRRP Track files" and "VRRP Track processes"."""
+        tracking: dict[tuple[str, str], list[tuple[str, int, bool]]] = {}
+        for spec in self.runtime.specs:
+            for t in spec.tracks:
+                if t.kind != "if":
+                    tracking.setdefault(t.key, []).append((spec.cfg.name, t.weight, t.reverse))
+        return self.trackers.dump_lines(tracking)
 
     async def reload(self) -> Message:
         async with self._busy:
@@ -342,7 +388,7 @@ class VrrpProcess:
             snap = await self.snapshot()
             paths = dumps.dump_paths(snap)
             if kind == "data":
-                path, text = paths["data"], dumps.data_dump(snap)
+                path, text = paths["data"], dumps.data_dump(snap, self._tracker_dump())
             elif kind == "json":
                 path, text = paths["json"], dumps.json_dump(snap)
             else:

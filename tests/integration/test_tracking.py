@@ -209,6 +209,12 @@ def conformance_config(work: Path) -> str:
             .replace("fd00::10/64", "2001:db8:77::10/64"))
 
 
+def dump_sections(text: str) -> str:
+    """The sync group and tracker sections of a keepalived.data."""
+    start = text.index("------< VRRP Sync groups >------")
+    return text[start:text.index("------< Interfaces >------")]
+
+
 def read_fifo(lab: Lab, fifo: Path, into: Path):  # noqa: ANN201 - a Popen
     """A reader on host a that copies the FIFO's lines to a file as they come."""
     return lab.host("a").spawn([sys.executable, "-c", f"""
@@ -239,6 +245,16 @@ def test_notify_argv_and_fifo_lines_are_keepalived_s(pair) -> None:  # noqa: ANN
         (work / "track_file_value_x").write_text("1\n")
         (work / "track_file_value_x").rename(work / "track_file_value")
         agent.wait_log("(VI_1) Entering FAULT STATE", began - 0.01, timeout=5)
+        # run.sh: a data dump in the FAULT state; its sync group and tracker sections
+        # are keepalived's, paths apart
+        assert agent.proc is not None
+        agent.proc.send_signal(signal.SIGUSR1)
+        data = agent.dir / "keepalived.data"
+        wait_for("the data dump", lambda: data.exists() and "< Interfaces >" in data.read_text())
+        reference = (RUNTIME / "tmp" / "keepalived.data.after_trackfile_fault").read_text()
+        reference = reference.replace("./tmp/", f"{work}/").replace("./notify.sh",
+                                                                     f"{work}/notify.sh")
+        assert dump_sections(data.read_text()) == dump_sections(reference)
         (work / "track_file_value").write_text("0\n")
         began = time.time()
         agent.wait_log("(VI_1) Entering MASTER STATE", began - 0.01, timeout=10)
