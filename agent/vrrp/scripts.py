@@ -680,24 +680,11 @@ def _check_track_script(out: ConfigScripts, vscript: Node, path: str | None) -> 
         out.note(Level.GENERAL_ERROR, message, vscript.value_where.get("user", where))
         out.disabled[key] = message
         return Sc(0)
-    check = _checked(out, ScriptCommand(tuple(argv), user), where, path)
-    if check.runnable:
-        out.commands[key] = ScriptCommand(check.argv, user, shell=bool(check.flags & Sc.SYSTEM))
-        return check.flags
-    if check.flags & Sc.INHIBIT:
-        message = f"Disabling track script {name} due to insecure"
-    elif check.flags & Sc.NOTFOUND:
-        message = f"Disabling track script {name} since not found/accessible"
-    else:
-        message = None
-    if message:
-        out.note(Level.GENERAL_ERROR, message, where)
-    out.disabled[key] = message or check.reason or "not executable"
-    # keepalived drops the script from every track_script list: the instances and
-    # groups tracking it behave as if it were not tracked (no FAULT, no weight).
-    out.note(Level.NOTE, f"vrrp_script {name} is removed; instances tracking it ignore it",
-             where)
-    return check.flags
+    # keepalived drops a refused script from every track_script list: the instances
+    # and groups tracking it behave as if it were not tracked (no FAULT, no weight).
+    return _check_or_disable(out, key, ScriptCommand(tuple(argv), user), where, path,
+                             f"track script {name}",
+                             f"vrrp_script {name} is removed; instances tracking it ignore it")
 
 
 def _check_start_stop(out: ConfigScripts, glob: Node, keyword: str, path: str | None) -> Sc:
@@ -764,20 +751,31 @@ def _check_misc(out: ConfigScripts, misc: Node, name: str, path: str | None) -> 
         return Sc(0)
     if not argv:
         return Sc(0)
-    check = _checked(out, ScriptCommand(tuple(argv), user), where, path)
+    return _check_or_disable(out, key, ScriptCommand(tuple(argv), user), where, path,
+                             None, "the MISC_CHECK is removed from its real server")
+
+
+def _check_or_disable(out: ConfigScripts, key: ScriptKey, command: ScriptCommand,
+                      where: Where | None, path: str | None, what: str | None,
+                      consequence: str) -> Sc:
+    """A vrrp_script's or MISC_CHECK's command, kept when it may run, else disabled
+    with keepalived's message (``what`` None: the misc script named by its argv)."""
+    check = _checked(out, command, where, path)
     if check.runnable:
-        out.commands[key] = ScriptCommand(check.argv, user, shell=bool(check.flags & Sc.SYSTEM))
+        out.commands[key] = ScriptCommand(check.argv, command.user,
+                                          shell=bool(check.flags & Sc.SYSTEM))
         return check.flags
+    what = what or f"misc script {cmd_str(check.argv)}"
     if check.flags & Sc.INHIBIT:
-        message = f"Disabling misc script {cmd_str(check.argv)} due to insecure"
+        message: str | None = f"Disabling {what} due to insecure"
     elif check.flags & Sc.NOTFOUND:
-        message = f"Disabling misc script {cmd_str(check.argv)} since not found/accessible"
+        message = f"Disabling {what} since not found/accessible"
     else:
         message = None
     if message:
         out.note(Level.GENERAL_ERROR, message, where)
     out.disabled[key] = message or check.reason or "not executable"
-    out.note(Level.NOTE, "the MISC_CHECK is removed from its real server", where)
+    out.note(Level.NOTE, consequence, where)
     return check.flags
 
 
