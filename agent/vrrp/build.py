@@ -168,12 +168,12 @@ def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 
         garp_lower_prio_delay_us=_us(_lower_prio(node, gget, "delay")),
     )
     _check_kernel_objects(node, ifname)
-    group = ip_address(gget("vrrp_mcast_group6" if family == 6 else "vrrp_mcast_group4"))
+    mcast = ip_address(gget("vrrp_mcast_group6" if family == 6 else "vrrp_mcast_group4"))
     return InstanceSpec(
         cfg=cfg, ifname=ifname, vips=vips, excluded_vips=evips,
         routes=tuple(node.get("virtual_routes") or ()),
         rules=tuple(node.get("virtual_rules") or ()),
-        group=group, source_configured=cfg.source,
+        group=mcast, source_configured=cfg.source,
         unicast_ttl=node.get("unicast_ttl") if node.get("unicast_ttl") is not None else 255,
         tracks=tuple(tracks), sync_group=group,
         garp_interval_us=0, gna_interval_us=0,     # per interface: see build_instances
