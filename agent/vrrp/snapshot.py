@@ -13,7 +13,7 @@ Three kinds of values, kept apart on purpose:
 - state: what the agent is doing now (states, priorities, addresses set,
   counters, links);
 - facilities the agent does not have yet (sync groups, vrrp_script,
-  track_file, notify scripts, SMTP, SNMP, DBus, VMAC) are not reported as
+  track_file, notify scripts, SMTP, SNMP, DBus) are not reported as
   configured: their lists are empty, and nothing here claims they run.
 
 The per-instance part is a plain function of a ``Running`` (or any object
@@ -54,6 +54,7 @@ from .kernel import (
 )
 from .track import INTERFACE, Value, evaluate
 from .transport import RX_BUFFER
+from .vmac import vrrp_mac
 
 if TYPE_CHECKING:
     from .runtime import Running, VrrpRuntime
@@ -259,6 +260,8 @@ def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
         "vrid": cfg.vrid,
         "interface": spec.ifname,
         "ifindex": getattr(run.sock, "ifindex", None),
+        "vmac": _vmac(run, link_up),
+        "use_vmac_addr": bool(spec.vmacs and spec.vmacs.use_vmac_addr),
         "family": cfg.family,
         "version": cfg.version,
         "state": eng.state.name,
@@ -327,6 +330,17 @@ def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
         "socket": socket_index,
         "stats": dataclasses.asdict(eng.stats),
     }
+
+
+def _vmac(run: Running, link_up: dict[str, bool]) -> dict[str, Any] | None:
+    """The instance's VMAC as keepalived's dumps show it ("Use VMAC, i/f name ...",
+    vmac_ifname in the JSON); None without use_vmac."""
+    vmac = run.spec.vmacs.vmac if run.spec.vmacs else None
+    if vmac is None:
+        return None
+    return {"ifname": vmac.ifname, "base": vmac.base, "mac": vmac.mac.hex(":"),
+            "mac_configured": vmac.mac != vrrp_mac(vmac.family, vmac.vrid),
+            "up": link_up.get(vmac.ifname, False), "xmit_base": vmac.xmit_base}
 
 
 def _str(value: object | None) -> str | None:
