@@ -398,6 +398,9 @@ def _tracked_interfaces(run: Running, values: dict[str, Any],
                         link_up: dict[str, bool]) -> list[dict[str, Any]]:
     """Every link the instance follows; ``kind`` says why it is followed."""
     explicit = {t[0] for t in values.get("track_interface") or ()}
+    vmac = run.spec.vmacs.vmac if run.spec.vmacs else None
+    # keepalived's instance interface is its VMAC, and the configured one too
+    own = {run.spec.ifname, vmac.ifname if vmac else run.spec.ifname}
     out, seen = [], set()
     for tracked in _unique_tracked(run):
         if tracked.name in seen:
@@ -405,7 +408,7 @@ def _tracked_interfaces(run: Running, values: dict[str, Any],
         seen.add(tracked.name)
         if tracked.name in explicit:
             kind = "track_interface"
-        elif tracked.name == run.spec.ifname:
+        elif tracked.name in own:
             kind = "interface"
         else:
             kind = "virtual"            # named by a VIP, route or rule

@@ -29,9 +29,9 @@ which VMACs to have and on which link each VIP goes; ``Vmacs`` makes and
 removes them in the namespace the process runs in (sysctls are files in
 /proc/sys, which shows the namespace of the one who reads it).
 
-Not done here: the nftables rules keepalived adds with a VMAC, which send the
-IGMP/MLD reports of a VMAC out of its base instead (so that switches never
-learn the virtual MAC from a backup) and drop its router solicitations.
+The runtime (runtime.py) makes them before it reads links, puts the VIPs on
+the links planned here, sends and receives adverts on the VMAC, and adds
+keepalived's nftables rules for them (firewall.py, VmacFirewall).
 """
 
 from __future__ import annotations

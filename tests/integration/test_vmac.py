@@ -420,6 +420,9 @@ def test_vmac_xmit_base_sends_adverts_from_the_base(
     assert inst["vmac"] == {"ifname": VMAC, "base": "eth0", "mac": virtual_mac(4),
                             "mac_configured": False, "up": True, "xmit_base": True}
     assert vrrp["sockets"][inst["socket"]]["interface"] == "eth0"
+    # tracked as keepalived tracks them: the interface, then the VMAC
+    assert [(t["name"], t["kind"], t["up"]) for t in inst["trackers"]["interfaces"]] == \
+        [("eth0", "interface", True), (VMAC, "interface", True)]
 
 
 def test_reload_moves_the_vip_with_use_vmac(segment: Callable[[list[str]], Segment]) -> None:
@@ -459,6 +462,32 @@ def test_a_deleted_vmac_is_made_again(segment: Callable[[list[str]], Segment]) -
     r1.host.run(["ip", "link", "del", VMAC])
     wait_state(r1, "MASTER", since)
     assert states(r1, since) == ["FAULT", "BACKUP", "MASTER"]
+    assert_vmac(r1, 4, VIP4)
+
+
+def test_a_respawned_vrrp_child_takes_over_the_vmac(
+        segment: Callable[[list[str]], Segment]) -> None:
+    """kill -9 of the master's VRRP process: the agent starts another one, which
+    adopts the VMAC (same base, same MAC) and its VIP; r2 never takes over and the
+    client is not disturbed.  A 1 s advert interval: starting a Python process takes
+    longer than the 0.36 s down interval of the other tests."""
+    seg = segment(["r1", "r2"])
+    r1, r2 = seg.router("r1", 150, advert=1.0), seg.router("r2", 100, advert=1.0)
+    start_pair(r1, r2)
+    before = vmac_link(r1.host)
+    probe = seg.probe(VIP4)
+    began = time.monotonic()
+    since, since_r2 = log_length(r1), log_length(r2)
+    child = int((r1.dir / "vrrp.pid").read_text())
+    subprocess.run(["kill", "-9", str(child)], check=True)
+    wait_state(r1, "MASTER", since)
+    time.sleep(down_interval(100, 1.0))
+    probe.stop()
+    figure("VRRP child respawn with a VMAC: longest gap", probe.longest_gap(began))
+    assert "MASTER" not in states(r2, since_r2)
+    assert probe.who(began) == {"r1"} and probe.lost(began) == 0
+    after = vmac_link(r1.host)
+    assert before is not None and after is not None and after["ifindex"] == before["ifindex"]
     assert_vmac(r1, 4, VIP4)
 
 
