@@ -110,7 +110,7 @@ def sync_groups(root: Node) -> dict[str, tuple[str, ...]]:
     return groups
 
 
-def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 - lookup
+def _build_one(node: Node, gget, sync_group: str | None, root: Node,  # noqa: ANN001 - lookup
                trackables: dict[str, dict[str, tuple[int, bool]]]) -> InstanceSpec:
     name = node.head
     vips = tuple(node.get("virtual_ipaddress") or ())
@@ -142,7 +142,8 @@ def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 
     # an owner without a state starts as MASTER.
     state = node.values.get("state")
     priority = node.values.get("priority") or (255 if state == "MASTER" else 100)
-    group_node = next((sg for sg in root.blocks("vrrp_sync_group") if sg.head == group), None)
+    group_node = next((sg for sg in root.blocks("vrrp_sync_group") if sg.head == sync_group),
+                      None)
     tracks = _tracks(node, ifname, priority, group_node, root, trackables)
     tracks = _implied_links(node, ifname, tracks, (*vips, *evips))
     initial_master = state == "MASTER" or (state is None and priority == 255)
@@ -184,14 +185,14 @@ def _build_one(node: Node, gget, group: str | None, root: Node,  # noqa: ANN001 
         garp_lower_prio_delay_us=_us(_lower_prio(node, gget, "delay")),
     )
     _check_kernel_objects(node, ifname)
-    mcast = ip_address(gget("vrrp_mcast_group6" if family == 6 else "vrrp_mcast_group4"))
+    group = ip_address(gget("vrrp_mcast_group6" if family == 6 else "vrrp_mcast_group4"))
     return InstanceSpec(
         cfg=cfg, ifname=ifname, vips=vips, excluded_vips=evips,
         routes=tuple(node.get("virtual_routes") or ()),
         rules=tuple(node.get("virtual_rules") or ()),
-        group=mcast, source_configured=cfg.source,
+        group=group, source_configured=cfg.source,
         unicast_ttl=node.get("unicast_ttl") if node.get("unicast_ttl") is not None else 255,
-        tracks=tuple(tracks), sync_group=group,
+        tracks=tuple(tracks), sync_group=sync_group,
         garp_interval_us=0, gna_interval_us=0,     # per interface: see build_instances
         accept=_accept(node, gget, priority, version),
     )

@@ -887,15 +887,15 @@ class VrrpRuntime:
             elif isinstance(action, e.WantMaster):
                 regroup = True
             else:
-                self._extra_garps(run, action)
                 run.work.put_nowait(action)
         self._arm(run)
         if regroup and run.spec.sync_group in self.groups:
             self._sync(self.groups[run.spec.sync_group], self._loop.time())
 
     def _extra_garps(self, run: Running, action: e.Action | None = None) -> None:
-        """garp_extra_if: due every so many seconds from becoming master, looked at
-        when an advert is sent (keepalived's vrrp_state_master_tx)."""
+        """garp_extra_if: due every so many seconds from when a master's VIPs are set
+        (keepalived's vrrp_state_become_master), looked at when it sends an advert
+        (vrrp_state_master_tx)."""
         every = run.spec.vmacs.garp_extra_if_s if run.spec.vmacs else 0
         if not every:
             return
@@ -985,7 +985,9 @@ class VrrpRuntime:
                 await self.kernel.add_routes(run.routes)
             if run.rules:
                 await self.kernel.add_rules(run.rules)
+            self._extra_garps(run, action)
         elif isinstance(action, e.ReleaseAddresses):
+            self._extra_garps(run, action)
             if run.rules:
                 await self.kernel.remove_rules(run.rules)
             if run.routes:

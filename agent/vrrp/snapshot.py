@@ -13,7 +13,7 @@ Three kinds of values, kept apart on purpose:
 - state: what the agent is doing now (states, priorities, addresses set,
   counters, links);
 - facilities the agent does not have yet (sync groups, vrrp_script,
-  track_file, notify scripts, SMTP, SNMP, DBus) are not reported as
+  track_file, notify scripts, SMTP, SNMP, DBus, VMAC) are not reported as
   configured: their lists are empty, and nothing here claims they run.
 
 The per-instance part is a plain function of a ``Running`` (or any object
