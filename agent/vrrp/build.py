@@ -16,6 +16,7 @@ from .engine import US, InstanceConfig, Peer, parse_address
 from .kernel import VirtualAddress, VirtualRoute, VirtualRule
 from .static import StaticConfig, garp_intervals
 from .track import FILE, INTERFACE, PROCESS, SCRIPT, Track
+from .vmac import InstanceVmacs
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -40,6 +41,9 @@ class InstanceSpec:
     garp_interval_us: int
     gna_interval_us: int
     accept: bool                            # False: a master drops traffic for its VIPs
+    # use_vmac: which VMACs it has and where its VIPs go, from the links that
+    # exist; set by the runtime (see with_vmacs), so a reload sees a change
+    vmacs: InstanceVmacs | None = None
 
 
 class BuildError(ValueError):
@@ -78,6 +82,18 @@ def build_instances(root: Node, refused_scripts: Collection[str] = ()) -> list[I
         specs.append(replace(spec, tracks=tuple(_unique([*spec.tracks, *links])),
                              garp_interval_us=garp_us, gna_interval_us=gna_us))
     return specs
+
+
+def with_vmacs(spec: InstanceSpec, vmacs: InstanceVmacs | None) -> InstanceSpec:
+    """The instance with its VMACs (``plan_vmacs``), tracked as keepalived tracks them:
+    its own right after its interface, address VMACs after that."""
+    if vmacs is None:
+        return spec
+    tracks = list(spec.tracks)
+    primary = tracks[:1] if tracks[:1] == [Track(INTERFACE, spec.ifname, 0)] else []
+    vmac_tracks = [Track(INTERFACE, name, 0) for name in vmacs.tracked]
+    tracks = _unique([*primary, *vmac_tracks, *tracks[len(primary):]])
+    return replace(spec, vmacs=vmacs, tracks=tuple(tracks))
 
 
 def sync_groups(root: Node) -> dict[str, tuple[str, ...]]:

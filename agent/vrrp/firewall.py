@@ -46,22 +46,26 @@ class FirewallError(RuntimeError):
     pass
 
 
+async def run_nft(nft: str, script: str, why: str) -> None:
+    """Carry out an nft script (one transaction); ``why`` names what needs it."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            nft, "-f", "-", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    except OSError as err:
+        raise FirewallError(f"cannot run {nft} ({why} needs nftables): {err}") from err
+    _, err = await proc.communicate(script.encode())
+    if proc.returncode:
+        raise FirewallError(f"nft: {err.decode(errors='replace').strip()}")
+
+
 class AcceptModeFirewall:
     def __init__(self, nft: str | None = None) -> None:
         self.nft = nft or shutil.which("nft") or "/usr/sbin/nft"
         self._ready = False
 
     async def _run(self, script: str) -> None:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                self.nft, "-f", "-", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        except OSError as err:
-            raise FirewallError(f"cannot run {self.nft} (no_accept needs nftables): {err}") \
-                from err
-        _, err = await proc.communicate(script.encode())
-        if proc.returncode:
-            raise FirewallError(f"nft: {err.decode(errors='replace').strip()}")
+        await run_nft(self.nft, script, "no_accept")
 
     async def clean_start(self) -> None:
         """Drop a table left by an unclean exit, so no VIP stays blocked."""
@@ -96,3 +100,68 @@ class AcceptModeFirewall:
         if self._ready:
             await self._run(f"delete table inet {TABLE}\n")
             self._ready = False
+
+
+# keepalived's rules for VMACs (vrrp_nftables.c, setup_rule_move_igmp and
+# setup_rule_drop_router_solicit), in tables of our own name: a VMAC's IGMP and
+# MLD reports leave from its base instead, so a switch never learns the virtual
+# MAC on a backup's port from its group joins, and an IPv6 VMAC sends no router
+# solicitations.
+_VMAC_CHAIN = """    chain vmac_out {{
+        type filter hook output priority filter - 1; policy accept;
+{rules}    }}
+"""
+_VMAC_RULES = {
+    "ip": '        ip protocol igmp meta oifkind "macvlan" '
+          "dup to ip daddr device oif map @vmac_map drop\n",
+    "ip6": '        icmpv6 type mld2-listener-report meta oifkind "macvlan" '
+           "dup to ip6 daddr device oif map @vmac_map drop\n"
+           '        icmpv6 type nd-router-solicit meta oifkind "macvlan" oif @vmac_set drop\n',
+}
+
+
+class VmacFirewall:
+    """The nftables rules for the VMACs that exist, rewritten whole on each change
+    (one transaction: no duplicate rules, no element of a link that is gone)."""
+
+    def __init__(self, nft: str | None = None) -> None:
+        self.nft = nft or shutil.which("nft") or "/usr/sbin/nft"
+        self._families: set[str] = set()     # the tables we have now
+
+    async def update(self, vmacs: Iterable[tuple[str, str, int]]) -> None:
+        """Have exactly these (VMAC, base, family 4 or 6) in the rules."""
+        by_family: dict[str, list[tuple[str, str]]] = {"ip": [], "ip6": []}
+        for vmac, base, family in vmacs:
+            by_family["ip6" if family == 6 else "ip"].append((vmac, base))
+        script = ""
+        for family, pairs in by_family.items():
+            if family in self._families or pairs:
+                script += f"table {family} {TABLE}\ndelete table {family} {TABLE}\n"
+            if pairs:
+                script += self._table(family, pairs)
+        if script:
+            await run_nft(self.nft, script, "use_vmac")
+        self._families = {family for family, pairs in by_family.items() if pairs}
+
+    @staticmethod
+    def _table(family: str, pairs: list[tuple[str, str]]) -> str:
+        mapped = ", ".join(f'"{vmac}" : "{base}"' for vmac, base in pairs)
+        text = f"table {family} {TABLE} {{\n"
+        text += (f"    map vmac_map {{ type iface_index : iface_index; "
+                 f"elements = {{ {mapped} }} }}\n")
+        if family == "ip6":
+            names = ", ".join(f'"{vmac}"' for vmac, _ in pairs)
+            text += f"    set vmac_set {{ type iface_index; elements = {{ {names} }} }}\n"
+        return text + _VMAC_CHAIN.format(rules=_VMAC_RULES[family]) + "}\n"
+
+    async def clean_start(self) -> None:
+        """Drop tables an unclean exit left."""
+        for family in ("ip", "ip6"):
+            try:
+                await run_nft(self.nft, f"table {family} {TABLE}\ndelete table {family} {TABLE}\n",
+                              "use_vmac")
+            except FirewallError:
+                pass
+
+    async def close(self) -> None:
+        await self.update(())

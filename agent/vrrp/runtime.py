@@ -17,8 +17,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..config.model import Node
 from . import engine as e
-from .build import InstanceSpec
-from .firewall import AcceptModeFirewall, FirewallError
+from .build import InstanceSpec, with_vmacs
+from .firewall import AcceptModeFirewall, FirewallError, VmacFirewall
 from .kernel import (
     Kernel,
     KernelError,
@@ -32,6 +32,7 @@ from .static import StaticEntries, number_all_rules
 from .sync import SyncGroup
 from .track import INTERFACE, PENDING, Tracking, Value, evaluate
 from .transport import Announcer, VrrpSocket
+from .vmac import VmacPlan, Vmacs, mentions_vmac, plan_vmacs
 
 log = logging.getLogger("keepalived_py.vrrp")
 
@@ -42,9 +43,15 @@ IPAddress = IPv4Address | IPv6Address
 
 def identity(spec: InstanceSpec) -> tuple:
     """What makes an instance the same VRRP router across a reload (keepalived's
-    vrrp_exist): interface, family, VRID, and its unicast source or multicast group."""
+    vrrp_exist): interface, family, VRID, and its unicast source, or its multicast
+    group and whether it has a VMAC and use_vmac_addr."""
     cfg = spec.cfg
-    where = ("unicast", spec.source_configured) if cfg.unicast else ("multicast", spec.group)
+    if cfg.unicast:
+        where: tuple = ("unicast", spec.source_configured)
+    else:
+        vmacs = spec.vmacs
+        where = ("multicast", spec.group, bool(vmacs and vmacs.vmac),
+                 bool(vmacs and vmacs.use_vmac_addr))
     return (spec.ifname, cfg.family, cfg.vrid, where)
 
 
@@ -66,9 +73,15 @@ class Override:
 
 def kernel_objects(spec: InstanceSpec) -> dict[str, list]:
     """The VIPs, excluded VIPs and routes of an instance, as the kernel adapter takes them
-    (rules are numbered across the whole config, see ``_number_rules``)."""
-    return {"vips": [VirtualAddress.from_words(w, spec.ifname) for w in spec.vips],
-            "evips": [VirtualAddress.from_words(w, spec.ifname) for w in spec.excluded_vips],
+    (rules are numbered across the whole config, see ``_number_rules``).  With use_vmac
+    a VIP goes on the link ``plan_vmacs`` chose; routes and rules keep their ``dev``."""
+    def address(words: tuple[str, ...]) -> VirtualAddress:
+        addr = VirtualAddress.from_words(words, spec.ifname)
+        link = spec.vmacs.link_of(words) if spec.vmacs else None
+        return addr if link is None else replace(addr, ifname=link)
+
+    return {"vips": [address(w) for w in spec.vips],
+            "evips": [address(w) for w in spec.excluded_vips],
             "routes": [VirtualRoute.from_words(w) for w in spec.routes]}
 
 
@@ -116,6 +129,7 @@ class Running:
     worker: asyncio.Task | None = None
     resolving: asyncio.Task | None = None
     priority_override: int | None = None    # maintenance: replaces the configured priority
+    extra_garp_at: float | None = None      # garp_extra_if: when the next round is due
     # the recent ones, for the control socket; the log has them all
     transitions: deque[tuple[float, e.State, e.State]] = field(
         default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT))
@@ -150,6 +164,13 @@ class VrrpRuntime:
         self._socket_needs: dict[tuple[str, int], tuple[set[IPAddress], bool]] = {}
         self.firewall = AcceptModeFirewall() if any(not s.accept for s in specs) else None
         self.static = StaticEntries(self.kernel)
+        self.vmacs = Vmacs(self.kernel)
+        self.vmac_firewall = VmacFirewall()
+        # VMACs being made at start or reload: their link events wait until it is done
+        self._vmacs_busy = False
+        self._vmacs_dirty: set[str] = set()     # to look at again (see _vmac_event)
+        self._vmacs_gone: set[str] = set()      # deleted under us, not made again yet
+        self._vmac_checks: dict[str, asyncio.Task] = {}
 
     # -- start and stop ------------------------------------------------------
 
@@ -159,6 +180,11 @@ class VrrpRuntime:
         died, ``overrides`` are the operator's settings it had (see ``override``)."""
         self._loop = asyncio.get_running_loop()
         self.overrides = dict(overrides or {})
+        # the VMACs first: sockets, link states and sources need them
+        self.specs, plan = await self._plan_vmacs(self.specs, self.config)
+        if plan.specs:
+            await self.vmac_firewall.clean_start()
+        await self._sync_vmacs(plan)
         self._sources.clear()
         self._plan_sockets()
         await self._read_links(self.specs)
@@ -187,6 +213,9 @@ class VrrpRuntime:
         for spec in specs:
             if spec.ifname not in self._links:
                 self._links[spec.ifname] = await self.kernel.link_state(spec.ifname)
+            tx = self._tx_link(spec)
+            if tx not in self._links:
+                self._links[tx] = await self.kernel.link_state(tx)
             for ifname in (t.name for t in spec.tracks if t.kind == INTERFACE):
                 if ifname not in self._links:
                     try:
@@ -230,7 +259,12 @@ class VrrpRuntime:
         values = self.tracker_values
         if any(t.kind == INTERFACE for t in run.spec.tracks):
             values = {**values, **{(INTERFACE, name): up for name, up in self._link_up.items()}}
-        return evaluate(run.spec.tracks, values)
+        tracking = evaluate(run.spec.tracks, values)
+        vmac = run.spec.vmacs.vmac if run.spec.vmacs else None
+        if vmac is not None and vmac.ifname not in self.vmacs.owned:
+            # keepalived could not make it either: the instance stays in FAULT
+            return replace(tracking, faults=tracking.faults | {f"vmac:{vmac.ifname}"})
+        return tracking
 
     def _set_groups(self) -> None:
         """The sync groups of the current specs; a group that keeps its name and
@@ -257,10 +291,10 @@ class VrrpRuntime:
             # one address dump per link and family, not per instance: a dump
             # costs milliseconds of Python per thousand addresses
             self._sources[key] = await self._source_address(*key)
-        source = spec.source_configured or self._sources[key]
+        source = spec.source_configured or self._vmac_source(spec) or self._sources[key]
         engine = e.Instance(replace(cfg, source=source))
         engine.synced = spec.sync_group is not None
-        sock = self._socket(spec.ifname, cfg.family)
+        sock = self._socket(self._tx_link(spec), cfg.family)
         announcer = self._announcers.get(spec.ifname)
         if announcer is None:
             announcer = self._announcers[spec.ifname] = Announcer(spec.ifname)
@@ -274,7 +308,7 @@ class VrrpRuntime:
         """What each interface and family's socket must join and read (once, not per instance)."""
         needs: dict[tuple[str, int], tuple[set[IPAddress], bool]] = {}
         for spec in self.specs:
-            key = (spec.ifname, spec.cfg.family)
+            key = (self._tx_link(spec), spec.cfg.family)
             groups, ah = needs.setdefault(key, (set(), False))
             if not spec.cfg.unicast:
                 groups.add(spec.group)
@@ -286,14 +320,16 @@ class VrrpRuntime:
         key = (ifname, family)
         groups, ah = self._socket_needs[key]
         sock = self._sockets.get(key)
-        if sock is not None and sock.groups == groups and sock.ah == ah:
+        if sock is not None and sock.groups == groups and sock.ah == ah and \
+                sock.ifindex == self._links[ifname].ifindex:
             return sock
         new = VrrpSocket(ifname, self._links[ifname].ifindex, family, groups, ah)
         for rx in new.rx:
             self._loop.add_reader(rx.fileno(), self._on_readable, new, rx)
         self._sockets[key] = new
         if sock is not None:
-            # Groups or AH changed on reload: the instances move to the new socket.
+            # Groups or AH changed on reload, or the link was made again: the
+            # instances move to the new socket.
             for (sock_id, vrid), runs in list(self._by_vrid.items()):
                 if sock_id == id(sock):
                     del self._by_vrid[(sock_id, vrid)]
@@ -314,6 +350,179 @@ class VrrpRuntime:
         if family == 6:
             addrs = [a for a in addrs if a.is_link_local] or addrs
         return addrs[0] if addrs else None
+
+    # -- VMACs (use_vmac, agent/vrrp/vmac.py) ----------------------------------------
+
+    def _tx_link(self, spec: InstanceSpec) -> str:
+        """Where the instance's adverts leave and arrive: its VMAC, or its interface
+        with vmac_xmit_base (keepalived's sockpool), without a VMAC, or when the VMAC
+        could not be made."""
+        vmac = spec.vmacs.vmac if spec.vmacs else None
+        if vmac is None or vmac.xmit_base or vmac.ifname not in self.vmacs.owned:
+            return spec.ifname
+        return vmac.ifname
+
+    def _vmac_source(self, spec: InstanceSpec) -> IPAddress | None:
+        """IPv6 adverts from a VMAC leave from its own /64 (keepalived's vrrp_send_adv
+        takes the VMAC's address): normally the interface's link-local address, but
+        the EUI-64 one of the interface's MAC when the interface has none."""
+        tx = self._tx_link(spec)
+        return self.vmacs.link_local(tx) if tx != spec.ifname else None
+
+    async def _plan_vmacs(self, specs: list[InstanceSpec],
+                          config: Node | None) -> tuple[list[InstanceSpec], VmacPlan]:
+        """The specs with their VMACs, named from the links that exist now."""
+        if config is None or not (self.vmacs.owned or mentions_vmac(config)):
+            return specs, VmacPlan()
+        plan = plan_vmacs(config, await self.vmacs.links(), owned=set(self.vmacs.owned))
+        for message in plan.messages:
+            log.info("%s", message)
+        return [with_vmacs(s, plan.instances.get(s.cfg.name)) for s in specs], plan
+
+    async def _sync_vmacs(self, plan: VmacPlan) -> None:
+        """Have the plan's VMACs (start, reload).  One made again under a known name
+        (a new ifindex) is taken up as a link event would be, at once."""
+        if not plan.specs and not self.vmacs.owned:
+            return
+        self._vmacs_busy = True
+        try:
+            made = await self.vmacs.sync(plan.specs)
+            for name in made:
+                self._vmacs_gone.discard(name)
+                state = await self.kernel.link_state(name)
+                known = self._links.get(name)
+                if known is not None and known.ifindex != state.ifindex:
+                    self._relink(state)
+                self._links[name] = state
+                self._link_state(state)
+        finally:
+            self._vmacs_busy = False
+        for name in list(self._vmacs_dirty):
+            self._vmac_event(name)
+        await self._update_vmac_firewall()
+
+    async def _update_vmac_firewall(self) -> None:
+        """keepalived's IGMP/MLD rules for the instances' own VMACs (not with
+        disable_local_igmp for IPv4 ones; IPv6 too for other-family eVIPs)."""
+        glob = self.config.blocks("global_defs") if self.config is not None else []
+        no_igmp = bool(glob and glob[0].get("disable_local_igmp"))
+        vmacs = []
+        for spec in self.specs:
+            vmac = spec.vmacs.vmac if spec.vmacs else None
+            if vmac is None or vmac.ifname not in self.vmacs.owned or \
+                    vmac.ifname in self._vmacs_gone or (vmac.family == 4 and no_igmp):
+                continue
+            vmacs.append((vmac.ifname, vmac.base, vmac.family))
+            if vmac.family == 4 and vmac.ipv6:
+                vmacs.append((vmac.ifname, vmac.base, 6))
+        try:
+            await self.vmac_firewall.update(vmacs)
+        except FirewallError as err:
+            log.error("VMAC IGMP/MLD rules not set: %s", err)
+
+    async def _close_vmacs(self) -> None:
+        if not self.vmacs.owned:
+            return
+        try:
+            await self.vmac_firewall.close()
+        except FirewallError as err:
+            log.error("VMAC IGMP/MLD rules not removed: %s", err)
+        await self.vmacs.close()
+
+    def _vmac_event(self, name: str) -> None:
+        """Something happened to a VMAC of ours: look at it as it is now, since events
+        queued while it was being made tell an older story."""
+        self._vmacs_dirty.add(name)
+        task = self._vmac_checks.get(name)
+        if not self._vmacs_busy and not self._stopping and (task is None or task.done()):
+            self._vmac_checks[name] = asyncio.create_task(self._vmac_check(name))
+
+    async def _vmac_check(self, name: str) -> None:
+        while name in self._vmacs_dirty and not self._stopping:
+            self._vmacs_dirty.discard(name)
+            spec = self.vmacs.owned.get(name)
+            if spec is None:
+                return
+            try:
+                state = await self.kernel.link_state(name)
+            except KernelError:
+                # deleted under us (or with its base): made again, as keepalived
+                # does; its instance is in FAULT until then
+                self._vmacs_gone.add(name)
+                self._link_state(LinkState(0, name, False, b"", 0, deleted=True))
+                try:
+                    await self.vmacs.create(spec)
+                except KernelError as err:
+                    log.info("%s - made again when %s is back", err, spec.base)
+                    return
+                log.info("(%s) VMAC %s made again", spec.instance, name)
+                self._vmacs_gone.discard(name)
+                await self._update_vmac_firewall()
+                state = await self.kernel.link_state(name)
+            known = self._links.get(name)
+            if known is not None and known.ifindex != state.ifindex:
+                self._relink(state)
+            self._link_state(state)
+
+    def _relink(self, state: LinkState) -> None:
+        """A link is back under a known name with another ifindex (a VMAC made again):
+        sockets bound to it are reopened, announcements take a new packet socket, and
+        a master puts back the VIPs that went with the old link."""
+        name = state.ifname
+        self._links[name] = state
+        if name in self.vmacs.owned:
+            announcer = self._announcers.pop(name, None)
+            if announcer is not None:
+                announcer.close()
+        for run in self.instances:
+            if run.sock.ifname == name and not self._vmacs_busy:
+                self._rebind(run)       # (a reload moves its sockets itself)
+            lost = [a for a in (*run.vips, *run.evips) if a.ifname == name]
+            if lost and run.engine.vips_set:
+                run.work.put_nowait(lambda run=run, lost=lost: self._put_back(run, lost))
+
+    def _rebind(self, run: Running) -> None:
+        """Move the instance to the socket of its link as it is now."""
+        key = (self._tx_link(run.spec), run.spec.cfg.family)
+        if key not in self._socket_needs:
+            self._plan_sockets()
+        sock = self._socket(*key)
+        if sock is run.sock:
+            return
+        vrid = run.spec.cfg.vrid
+        runs = self._by_vrid[(id(run.sock), vrid)]
+        runs.remove(run)
+        if not runs:
+            del self._by_vrid[(id(run.sock), vrid)]
+        run.sock = sock
+        self._by_vrid[(id(sock), vrid)].append(run)
+
+    async def _put_back(self, run: Running, lost: list[VirtualAddress]) -> None:
+        if not run.engine.vips_set:
+            return
+        log.info("(%s) adding VIPs %s again", run.spec.cfg.name,
+                 ", ".join(str(a.address) for a in lost))
+        await self.kernel.add_addresses(lost)
+        await self._announce(run, run.engine.cfg.garp_repeat, lost)
+
+    async def _announce_extra(self, run: Running) -> None:
+        """garp_extra_if: one GARP/NA per other link of the VIPs (keepalived's
+        vrrp_send_vmac_update): each address VMAC, with ``all`` every other link
+        too, and the own VMAC only with vmac_xmit_base (adverts refresh it otherwise)."""
+        vmacs = run.spec.vmacs
+        if vmacs is None or not run.engine.vips_set:
+            return
+        own = vmacs.vmac.ifname if vmacs.vmac else run.spec.ifname
+        xmit_base = bool(vmacs.vmac and vmacs.vmac.xmit_base)
+        first: dict[str, VirtualAddress] = {}
+        for vip in (*run.vips, *run.evips):
+            if vip.ifname not in self.vmacs.owned and not vmacs.garp_extra_if_all:
+                continue
+            if vip.ifname == own and not xmit_base:
+                continue
+            first.setdefault(vip.ifname, vip)
+        if first:
+            await self._announce(run, 1, list(first.values()))
 
     async def stop(self, release: bool = True) -> None:
         """Graceful stop: priority 0 from masters; every address of ours removed unless
@@ -340,6 +549,11 @@ class VrrpRuntime:
             announcer.close()
         if self.firewall and release:
             await self.firewall.close()
+        for task in self._vmac_checks.values():
+            task.cancel()
+        if release:
+            # keepalived keeps its VMACs with -V too
+            await self._close_vmacs()
         await self.kernel.close()
 
     def _retire(self, run: Running) -> None:
@@ -367,16 +581,11 @@ class VrrpRuntime:
         assert loop is not None, "reload before start"
         began = loop.time()
         report = ReloadReport()
+        specs, plan = await self._plan_vmacs(specs, config)
         old = {identity(r.spec): r for r in self.instances}
         new = {identity(s): s for s in specs}
-        self._sources.clear()
-        await self._read_links(specs)
         rules = self._number_rules(specs, config)
         self.specs, self.config = specs, config
-        self._plan_sockets()
-        if self.firewall is None and any(not s.accept for s in specs):
-            self.firewall = AcceptModeFirewall()
-            await self.firewall.clean_start()
         # What masters hold once the reload is done.
         parsed: dict[tuple, dict[str, list]] = {}     # parsed once, for masters and changes
 
@@ -394,6 +603,15 @@ class VrrpRuntime:
             if key not in new:
                 report.removed.append(run.spec.cfg.name)
                 await self._remove(run, now, protected)
+        # VMACs after the removed instances said goodbye on them (as keepalived's
+        # clear_diff_vrrp), before the new ones need theirs
+        await self._sync_vmacs(plan)
+        self._sources.clear()
+        await self._read_links(specs)
+        self._plan_sockets()
+        if self.firewall is None and any(not s.accept for s in specs):
+            self.firewall = AcceptModeFirewall()
+            await self.firewall.clean_start()
         instances = []
         for key, spec in new.items():
             run = old.get(key)
@@ -406,6 +624,7 @@ class VrrpRuntime:
             else:
                 self._update(run, spec, objects(key), rules[spec.cfg.name], protected,
                              loop.time())
+                self._rebind(run)       # vmac_xmit_base or the VMAC changed
                 report.changed.append(spec.cfg.name)
             instances.append(run)
         self.instances = instances
@@ -574,6 +793,24 @@ class VrrpRuntime:
                 log.info("%s - listening again", err)
 
     def _on_link(self, state: LinkState) -> None:
+        name = state.ifname
+        if name in self.vmacs.owned:
+            self._vmac_event(name)      # looked at as it is now, not as the event says
+            return
+        known = self._links.get(name)
+        if known is not None and known.ifindex and state.ifindex != known.ifindex:
+            if state.deleted:
+                return                  # the end of a link that was replaced
+            self._relink(state)
+        if not state.deleted:
+            # a base back: the VMACs that went with it are made again
+            for vmac in [n for n in self._vmacs_gone if n in self.vmacs.owned
+                         and self.vmacs.owned[n].base == name]:
+                self._vmac_event(vmac)
+        self._link_state(state)
+
+    def _link_state(self, state: LinkState) -> None:
+        """A link's up/down state as tracking sees it."""
         if state.ifname not in self._link_up or self._link_up[state.ifname] == state.up:
             return
         self._link_up[state.ifname] = state.up
@@ -659,6 +896,22 @@ class VrrpRuntime:
         if regroup and run.spec.sync_group in self.groups:
             self._sync(self.groups[run.spec.sync_group], self._loop.time())
 
+    def _extra_garps(self, run: Running, action: e.Action | None = None) -> None:
+        """garp_extra_if: due every so many seconds from when a master's VIPs are set
+        (keepalived's vrrp_state_become_master), looked at when it sends an advert
+        (vrrp_state_master_tx)."""
+        every = run.spec.vmacs.garp_extra_if_s if run.spec.vmacs else 0
+        if not every:
+            return
+        now = self._loop.time()
+        if isinstance(action, e.TakeAddresses):
+            run.extra_garp_at = now + every
+        elif isinstance(action, e.ReleaseAddresses):
+            run.extra_garp_at = None
+        elif action is None and run.extra_garp_at is not None and now > run.extra_garp_at:
+            run.extra_garp_at = now + every
+            run.work.put_nowait(lambda: self._announce_extra(run))
+
     def _arm(self, run: Running) -> None:
         deadline = run.engine.deadline
         timer = run.timer
@@ -683,6 +936,8 @@ class VrrpRuntime:
             if run.resolving is None or run.resolving.done():
                 run.resolving = asyncio.create_task(self._resolve_source(run))
             return
+        if run.extra_garp_at is not None:
+            self._extra_garps(run)
         targets = [p.address for p in cfg.peers] if cfg.unicast else [run.spec.group]
         ttl = run.spec.unicast_ttl if cfg.unicast else 255
         for dst in targets:
@@ -697,7 +952,8 @@ class VrrpRuntime:
         cfg = run.engine.cfg
         try:
             ifindex = (await self.kernel.link_state(run.spec.ifname)).ifindex
-            source = await self._source_address(ifindex, cfg.family)
+            source = self._vmac_source(run.spec) or \
+                await self._source_address(ifindex, cfg.family)
         except KernelError as err:
             log.info("(%s) %s", cfg.name, err)
             return
@@ -733,7 +989,9 @@ class VrrpRuntime:
                 await self.kernel.add_routes(run.routes)
             if run.rules:
                 await self.kernel.add_rules(run.rules)
+            self._extra_garps(run, action)
         elif isinstance(action, e.ReleaseAddresses):
+            self._extra_garps(run, action)
             if run.rules:
                 await self.kernel.remove_rules(run.rules)
             if run.routes:
@@ -776,7 +1034,9 @@ class VrrpRuntime:
         try:
             mac = (await self.kernel.link_state(ifname)).mac
             if announcer is None:
-                announcer = self._announcers[ifname] = Announcer(ifname)
+                vmac = self.vmacs.owned.get(ifname)
+                announcer = self._announcers[ifname] = Announcer(ifname,
+                                                                 vmac.base if vmac else None)
         except Exception as err:  # noqa: BLE001 - a missing link must not stop the others
             log.info("cannot announce on %s: %s", ifname, err)
             return None, b""

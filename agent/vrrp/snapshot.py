@@ -54,6 +54,7 @@ from .kernel import (
 )
 from .track import INTERFACE, Value, evaluate
 from .transport import RX_BUFFER
+from .vmac import vrrp_mac
 
 if TYPE_CHECKING:
     from .runtime import Running, VrrpRuntime
@@ -259,6 +260,8 @@ def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
         "vrid": cfg.vrid,
         "interface": spec.ifname,
         "ifindex": getattr(run.sock, "ifindex", None),
+        "vmac": _vmac(run, link_up),
+        "use_vmac_addr": bool(spec.vmacs and spec.vmacs.use_vmac_addr),
         "family": cfg.family,
         "version": cfg.version,
         "state": eng.state.name,
@@ -332,6 +335,17 @@ def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
     }
 
 
+def _vmac(run: Running, link_up: dict[str, bool]) -> dict[str, Any] | None:
+    """The instance's VMAC as keepalived's dumps show it ("Use VMAC, i/f name ...",
+    vmac_ifname in the JSON); None without use_vmac."""
+    vmac = run.spec.vmacs.vmac if run.spec.vmacs else None
+    if vmac is None:
+        return None
+    return {"ifname": vmac.ifname, "base": vmac.base, "mac": vmac.mac.hex(":"),
+            "mac_configured": vmac.mac != vrrp_mac(vmac.family, vmac.vrid),
+            "up": link_up.get(vmac.ifname, False), "xmit_base": vmac.xmit_base}
+
+
 def _str(value: object | None) -> str | None:
     return None if value is None else str(value)
 
@@ -387,6 +401,9 @@ def _tracked_interfaces(run: Running, values: dict[str, Any],
                         link_up: dict[str, bool]) -> list[dict[str, Any]]:
     """Every link the instance follows; ``kind`` says why it is followed."""
     explicit = {t[0] for t in values.get("track_interface") or ()}
+    vmac = run.spec.vmacs.vmac if run.spec.vmacs else None
+    # keepalived's instance interface is its VMAC, and the configured one too
+    own = {run.spec.ifname, vmac.ifname if vmac else run.spec.ifname}
     out, seen = [], set()
     for tracked in _unique_tracked(run):
         if tracked.name in seen:
@@ -394,7 +411,7 @@ def _tracked_interfaces(run: Running, values: dict[str, Any],
         seen.add(tracked.name)
         if tracked.name in explicit:
             kind = "track_interface"
-        elif tracked.name == run.spec.ifname:
+        elif tracked.name in own:
             kind = "interface"
         else:
             kind = "virtual"            # named by a VIP, route or rule

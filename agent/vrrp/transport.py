@@ -183,8 +183,10 @@ class VrrpSocket:
 class Announcer:
     """Gratuitous ARP and unsolicited neighbour advertisements on one interface."""
 
-    def __init__(self, ifname: str) -> None:
+    def __init__(self, ifname: str, forwarding_of: str | None = None) -> None:
         self.ifname = ifname
+        # whose forwarding sysctl says "router": a VMAC's base, as keepalived reads it
+        self.forwarding_of = forwarding_of or ifname
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self.sock.setblocking(False)
         self.sock.bind((ifname, 0))
@@ -202,7 +204,7 @@ class Announcer:
     def _forwarding(self) -> bool:
         """NAs claim the router flag when the link forwards IPv6, as keepalived's do."""
         try:
-            with open(f"/proc/sys/net/ipv6/conf/{self.ifname}/forwarding") as f:
+            with open(f"/proc/sys/net/ipv6/conf/{self.forwarding_of}/forwarding") as f:
                 return f.read().strip() == "1"
         except OSError:
             return False

@@ -29,9 +29,9 @@ which VMACs to have and on which link each VIP goes; ``Vmacs`` makes and
 removes them in the namespace the process runs in (sysctls are files in
 /proc/sys, which shows the namespace of the one who reads it).
 
-Not done here: the nftables rules keepalived adds with a VMAC, which send the
-IGMP/MLD reports of a VMAC out of its base instead (so that switches never
-learn the virtual MAC from a backup) and drop its router solicitations.
+The runtime (runtime.py) makes them before it reads links, puts the VIPs on
+the links planned here, sends and receives adverts on the VMAC, and adds
+keepalived's nftables rules for them (firewall.py, VmacFirewall).
 """
 
 from __future__ import annotations
@@ -134,6 +134,14 @@ class InstanceVmacs:
     vip_links: tuple[str | None, ...] = ()
     garp_extra_if_s: int = 0            # GARPs on the other links every so often; 0: never
     garp_extra_if_all: bool = False     # ... on every other link, not only on VMACs
+    vip_lines: tuple[tuple[str, ...], ...] = ()     # the lines vip_links are for
+    tracked: tuple[str, ...] = ()       # the VMACs the instance tracks (its own first)
+    use_vmac_addr: bool = False
+
+    def link_of(self, words: tuple[str, ...]) -> str | None:
+        """The link of a virtual_ipaddress(_excluded) line (None: as the line says)."""
+        return next((link for line, link in zip(self.vip_lines, self.vip_links, strict=True)
+                     if line == words), None)
 
 
 @dataclass
@@ -197,6 +205,17 @@ def _word_after(words: tuple[str, ...], key: str) -> str | None:
 
 def _family_of(words: tuple[str, ...]) -> int:
     return 6 if ":" in words[0] else 4
+
+
+def mentions_vmac(root: Node) -> bool:
+    """Whether any instance asks for a VMAC (use_vmac, use_vmac_addr, or on a VIP line)."""
+    for node in root.blocks("vrrp_instance"):
+        lines = (*(node.get("virtual_ipaddress") or ()),
+                 *(node.get("virtual_ipaddress_excluded") or ()))
+        if node.get("use_vmac") is not None or node.get("use_vmac_addr") or \
+                any("use_vmac" in words for words in lines):
+            return True
+    return False
 
 
 def plan_vmacs(root: Node, links: Iterable[Link] = (),
@@ -301,10 +320,20 @@ class _Planner:
             self.plan.specs.append(vmac)
         elif xmit_base:
             self.say(f"({iname}) vmac_xmit_base is only valid with a vmac")
-        vip_links = tuple(self._vip_link(iname, w, family, vrid, ifname, vmac, mac,
-                                         bool(node.get("use_vmac_addr")))
-                          for w in (*vips, *evips))
-        return InstanceVmacs(vmac, vip_links, *self._garp_extra_if(node, vmac, ifname, vip_links))
+        vmac_addr = bool(node.get("use_vmac_addr"))
+        lines = (*vips, *evips)
+        vip_links = tuple(self._vip_link(iname, w, family, vrid, ifname, vmac, mac, vmac_addr)
+                          for w in lines)
+        seconds, all_if = self._garp_extra_if(node, vmac, ifname, vip_links)
+        # keepalived tracks its VMAC as it tracks the interface (not with
+        # dont_track_primary), and an address VMAC as any link a VIP names
+        own_name = vmac.ifname if vmac is not None else None
+        own = [own_name] if own_name and not node.get("dont_track_primary") else []
+        vmacs = {s.ifname for s in self.plan.specs}
+        others = [link for w, link in zip(lines, vip_links, strict=True)
+                  if link in vmacs and link != own_name and "no_track" not in w]
+        return InstanceVmacs(vmac, vip_links, seconds, all_if, lines,
+                             tuple(dict.fromkeys([*own, *others])), vmac_addr)
 
     def _configured_mac(self, iname: str, words: tuple[str, ...], vrid: int,
                         strict: bool) -> bytes | None:
@@ -510,12 +539,26 @@ class Vmacs:
 
     async def sync(self, specs: Iterable[VmacSpec]) -> dict[str, int]:
         """Have these VMACs (at start, and after a reload): ours that are not wanted
-        go, the others are made, adopted or updated."""
+        go, the others are made, adopted or updated; the ifindex of each.
+
+        One that cannot be made is logged and left out, as keepalived goes on
+        without it (its instance stays in FAULT, see the runtime).
+        """
         specs = list(specs)
         wanted = {spec.ifname for spec in specs}
         for name in [name for name in self.owned if name not in wanted]:
             await self.remove(self.owned[name])
-        return {spec.ifname: await self.create(spec) for spec in specs}
+        made = {}
+        for spec in specs:
+            try:
+                made[spec.ifname] = await self.create(spec)
+            except KernelError as err:
+                log.error("%s", err)
+        return made
+
+    def link_local(self, ifname: str) -> IPv6Address | None:
+        """The /64 address given to an IPv6 VMAC: its adverts' source address."""
+        return self._addresses.get(ifname)
 
     async def close(self) -> None:
         """On stop: rp_filter back, then every VMAC of ours removed."""
