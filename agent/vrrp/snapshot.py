@@ -12,9 +12,9 @@ Three kinds of values, kept apart on purpose:
   a keyword is absent (``global``, and an instance's timers and options);
 - state: what the agent is doing now (states, priorities, addresses set,
   counters, links);
-- facilities not reported here yet (sync groups, vrrp_script, track_file,
-  vrrp_track_process: the agent runs them, the snapshot does not show them;
-  SNMP, DBus, VMAC: the agent has none yet) have empty lists.
+- sync groups and the tracked scripts, files and processes are added by the
+  VRRP process (agent/vrrp/main.py), which runs them; SNMP and DBus: the agent
+  has none yet.
 
 The per-instance part is a plain function of a ``Running`` (or any object
 with the same attributes) and the wall-clock offset, so it can be tested
