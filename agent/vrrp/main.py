@@ -80,9 +80,13 @@ class Config:
 
     @property
     def refused_scripts(self) -> set[str]:
-        """vrrp_scripts the security check disabled: keepalived tracks them nowhere."""
-        return {name for kind, name, _ in self.scripts.disabled
-                if kind == "vrrp_script" and name is not None}
+        return refused_scripts(self.scripts)
+
+
+def refused_scripts(scripts: ConfigScripts) -> set[str]:
+    """vrrp_scripts the security check disabled: keepalived tracks them nowhere."""
+    return {name for kind, name, _ in scripts.disabled
+            if kind == "vrrp_script" and name is not None}
 
 
 def read_config(path: str, config_id: str, strict: bool) -> Config:
@@ -92,9 +96,9 @@ def read_config(path: str, config_id: str, strict: bool) -> Config:
     if cannot_run or (strict and errors):
         raise ConfigRefused(errors or [f"{path}: the configuration cannot be run"])
     scripts = config_scripts(result.root)
-    refused = {name for kind, name, _ in scripts.disabled if kind == "vrrp_script"}
     try:
-        return Config(result, build_instances(result.root, refused_scripts=refused), scripts)
+        return Config(result, build_instances(result.root,
+                                              refused_scripts=refused_scripts(scripts)), scripts)
     except BuildError as err:
         raise ConfigRefused([str(err)]) from None
 
