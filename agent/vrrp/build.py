@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..config.model import Node
 from .engine import US, InstanceConfig, Peer, parse_address
-from .kernel import VirtualAddress, VirtualRoute, VirtualRule
+from .kernel import VirtualAddress, VirtualRoute, VirtualRule, word_after
 from .static import StaticConfig, garp_intervals
 from .track import FILE, INTERFACE, PROCESS, SCRIPT, Track
 from .vmac import InstanceVmacs
@@ -131,7 +131,7 @@ def _build_one(node: Node, gget, sync_group: str | None, root: Node,  # noqa: AN
     evips = tuple(v for v in vips if v not in same[:room]) + evips
     vips = same[:room]
     version = 3 if family == 6 else (node.get("version") or gget("vrrp_version") or 2)
-    ifname = node.get("interface") or _word_after(first, "dev")
+    ifname = node.get("interface") or word_after(first, "dev")
     if not ifname:
         raise BuildError(f"({name}) has no interface")
     auth = node.blocks("authentication")
@@ -287,7 +287,7 @@ def _implied_links(node: Node, ifname: str, tracks: list[Track],
         if "no_track" in words:
             continue
         for key in ("dev", "iif", "oif"):
-            link = _word_after(words, key)
+            link = word_after(words, key)
             if link and link != ifname and all(t.key != (INTERFACE, link) for t in tracks):
                 tracks.append(Track(INTERFACE, link, 0))
     return tracks
@@ -334,13 +334,6 @@ def _accept(node: Node, gget, priority: int, version: int) -> bool:  # noqa: ANN
     if node.get("accept"):
         return not (strict and version == 2)    # RFC 3768 has no accept mode
     return not strict
-
-
-def _word_after(words: tuple[str, ...], key: str) -> str | None:
-    for i, word in enumerate(words[:-1]):
-        if word == key:
-            return words[i + 1]
-    return None
 
 
 def _check_kernel_objects(node: Node, ifname: str) -> None:

@@ -588,6 +588,14 @@ class VirtualRule:
         return cls(family=family or socket.AF_INET, action=action, protocol=protocol, **found)
 
 
+def word_after(words: Sequence[str], key: str) -> str | None:
+    """The word after ``key`` in an address, route or rule line, if any."""
+    for i, word in enumerate(words[:-1]):
+        if word == key:
+            return words[i + 1]
+    return None
+
+
 def number_rules(rules: Iterable[VirtualRule]) -> list[VirtualRule]:
     """Give rules without a preference keepalived's: 16384 downwards, per family.
 

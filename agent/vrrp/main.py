@@ -34,7 +34,7 @@ from .kernel import KernelError
 from .runtime import Override, Running, VrrpRuntime
 from .scripts import ConfigScripts, cmd_str, config_scripts, run_script
 from .sync import SyncGroup
-from .track import PENDING
+from .track import only_pending
 from .tracking_io import Trackers
 
 log = logging.getLogger("keepalived_py")
@@ -331,10 +331,8 @@ class VrrpProcess:
                                     "uid": command.user.uid, "gid": command.user.gid})
             out.append({
                 "name": group.name, "state": group.state.name, "members": list(group.members),
-                "member_faults": sum(1 for f in own if f and not all(
-                    r.startswith(PENDING) for r in f)),
-                "member_init": sum(1 for f in own if f and all(
-                    r.startswith(PENDING) for r in f)),
+                "member_faults": sum(1 for f in own if f and not only_pending(f)),
+                "member_init": sum(1 for f in own if only_pending(f)),
                 "tracking_weight": bool(node and node.get("sync_group_tracking_weight")),
                 "smtp_alert": self.events.mailer.settings.vrrp_alert(
                     node.values.get("smtp_alert") if node else None),

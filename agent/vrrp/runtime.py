@@ -30,7 +30,7 @@ from .kernel import (
 )
 from .static import StaticEntries, number_all_rules
 from .sync import SyncGroup
-from .track import INTERFACE, PENDING, Tracking, Value, evaluate
+from .track import INTERFACE, Tracking, Value, evaluate, only_pending
 from .transport import Announcer, VrrpSocket
 from .vmac import VmacPlan, Vmacs, mentions_vmac, plan_vmacs
 
@@ -164,6 +164,7 @@ class VrrpRuntime:
         self._socket_needs: dict[tuple[str, int], tuple[set[IPAddress], bool]] = {}
         self.firewall = AcceptModeFirewall() if any(not s.accept for s in specs) else None
         self.static = StaticEntries(self.kernel)
+        self._static_watch: asyncio.Task | None = None
         self.vmacs = Vmacs(self.kernel)
         self.vmac_firewall = VmacFirewall()
         # VMACs being made at start or reload: their link events wait until it is done
@@ -201,7 +202,7 @@ class VrrpRuntime:
         if self.config is not None:
             await self.static.start(self.config)
         self._tasks.append(asyncio.create_task(self._watch_links()))
-        self._tasks.append(asyncio.create_task(self._watch_static()))
+        self._start_static_watch()
         now = self._loop.time()
         for run in self.instances:
             self._begin(run, now, resume=run.spec.cfg.name in resume)
@@ -630,6 +631,7 @@ class VrrpRuntime:
         self.instances = instances
         if config is not None:
             await self.static.reload(config)
+            self._start_static_watch()
         self._set_groups()
         now = loop.time()
         for run in instances:
@@ -783,6 +785,13 @@ class VrrpRuntime:
                 # Events were lost: watching again starts with every link's state.
                 log.info("link events lost (%s) - reading links again", err)
 
+    def _start_static_watch(self) -> None:
+        """Listen for deleted static entries once there are any (no socket otherwise)."""
+        config = self.static.config
+        if self._static_watch is None and (config.addresses or config.routes or config.rules):
+            self._static_watch = asyncio.create_task(self._watch_static())
+            self._tasks.append(self._static_watch)
+
     async def _watch_static(self) -> None:
         """Put back static entries that someone deletes (agent/vrrp/static.py)."""
         while True:
@@ -867,7 +876,7 @@ class VrrpRuntime:
         no notify for that."""
         own = [r for r in run.engine.fault_reasons if not r.startswith("sync:")]
         if own:
-            return all(r.startswith(PENDING) for r in own)
+            return only_pending(own)
         group = self.groups.get(run.spec.sync_group or "")
         return group is not None and group.silent
 

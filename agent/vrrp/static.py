@@ -75,6 +75,7 @@ from .kernel import (
     VirtualRoute,
     VirtualRule,
     number_rules,
+    word_after,
 )
 
 log = logging.getLogger("keepalived_py.vrrp")
@@ -149,7 +150,7 @@ class StaticConfig:
         groups = track_groups(root)
 
         def group_of(words: Sequence[str]) -> str | None:
-            name = _word_after(words, "track_group")
+            name = word_after(words, "track_group")
             if name is not None and name not in groups:
                 log.info("track_group %s of static entry '%s' has no VRRP instance - "
                          "not tracking", name, " ".join(words))
@@ -735,13 +736,6 @@ def _global(root: Node, keyword: str):  # noqa: ANN202 - a keyword's value
 
 def _us(seconds: float | None) -> int:
     return round((seconds or 0) * US)
-
-
-def _word_after(words: Sequence[str], key: str) -> str | None:
-    for i, word in enumerate(words[:-1]):
-        if word == key:
-            return words[i + 1]
-    return None
 
 
 def _unique(items: Iterable[KernelObject]) -> list:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .engine import Action, Instance, State
-from .track import PENDING
+from .track import only_pending
 
 
 @dataclass
@@ -56,7 +56,7 @@ class SyncGroup:
             return out, None            # starting or stopping: nothing to keep in step yet
         faults = [f for _, e in members for f in self.own_faults(e)]
         if faults:
-            self.silent = all(f.startswith(PENDING) for f in faults)
+            self.silent = only_pending(faults)
             self.state = State.FAULT
             for name, e in members:
                 if self.reason not in e.fault_reasons:

@@ -46,9 +46,14 @@ class Tracking:
 
     @property
     def silent(self) -> bool:
-        """FAULT only because a script has not answered yet: keepalived sends no
-        notify for that state."""
-        return bool(self.faults) and all(f.startswith(PENDING) for f in self.faults)
+        return only_pending(self.faults)
+
+
+def only_pending(faults: Iterable[str]) -> bool:
+    """FAULT only because tracked scripts have not answered yet: keepalived sends
+    no notify for that state."""
+    faults = list(faults)
+    return bool(faults) and all(f.startswith(PENDING) for f in faults)
 
 
 def effect(track: Track, value: Value) -> int | str | None:

@@ -49,7 +49,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..config.model import Node
-from .kernel import IFA_F_NODAD, Kernel, KernelError, VirtualAddress
+from .kernel import IFA_F_NODAD, Kernel, KernelError, VirtualAddress, word_after
 
 log = logging.getLogger("keepalived_py.vrrp")
 
@@ -194,13 +194,6 @@ def _parse_mac(text: str, vrid: int) -> bytes:
     """6 octets, or 5 and the VRID."""
     octets = [int(part, 16) for part in text.rstrip(":").split(":")]
     return bytes(octets if len(octets) == 6 else [*octets, vrid])
-
-
-def _word_after(words: tuple[str, ...], key: str) -> str | None:
-    for i, word in enumerate(words[:-1]):
-        if word == key:
-            return words[i + 1]
-    return None
 
 
 def _family_of(words: tuple[str, ...]) -> int:
@@ -376,7 +369,7 @@ class _Planner:
                   vmac_addr: bool) -> str | None:
         """vrrp_complete_instance's use_vmac / use_vmac_addr rules for one VIP."""
         addr_family = _family_of(words)
-        dev = _word_after(words, "dev")
+        dev = word_after(words, "dev")
         own_link = dev is None or dev == ifname
         on_vmac = "use_vmac" in words
         if on_vmac:
