@@ -87,8 +87,8 @@ def after(ws: list[str], keyword: str) -> str | None:
 def split_command(command: str) -> list[str]:
     """A script string split into argv as keepalived splits it (agent/vrrp/scripts.py);
     for messages, so a string keepalived would refuse is shown split on blanks."""
-    from ..vrrp.scripts import ScriptError
-    from ..vrrp.scripts import split_command as split
+    from ..host.scripts import ScriptError
+    from ..host.scripts import split_command as split
     try:
         return split(command)
     except ScriptError:

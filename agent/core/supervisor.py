@@ -204,7 +204,7 @@ class Supervisor:
         script that outlives its timeout is killed with its whole process group."""
         if command is None:
             return
-        from ..vrrp.scripts import run_script
+        from ..host.scripts import run_script
         log.info("Running %s %s", what, command.argv[0])
         status = await run_script(command.argv, command.user, timeout, shell=command.shell)
         if status is None:

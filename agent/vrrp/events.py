@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 
 from ..config.model import Node
-from ..core.smtp import Mailer, SmtpSettings, VrrpAlerts
+from ..host.mail import Mailer, SmtpSettings, VrrpAlerts
+from ..host.scripts import ConfigScripts
 from .notify import Notifier
-from .scripts import ConfigScripts
 
 log = logging.getLogger("keepalived_py.vrrp")
 

@@ -24,7 +24,6 @@ object.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
@@ -44,10 +43,11 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyroute2 import AsyncIPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWROUTE, RTMGRP_LINK
+
+from ..host.netlink import KernelError, NetlinkSession
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -100,14 +100,6 @@ _DEFAULT_NAMES = {
     "rt_dsfield": {},
 }
 IPROUTE2_DIR = Path("/etc/iproute2")
-
-
-class KernelError(Exception):
-    """The kernel refused a request; the message names the object."""
-
-    def __init__(self, message: str, code: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 # -- reading words ------------------------------------------------------------
@@ -637,9 +629,6 @@ class LinkState:
 
 T = TypeVar("T")
 
-IN_FLIGHT = 32              # requests outstanding on the command socket at most
-OVERFLOW_RETRIES = 5
-
 # refusals that mean "already done"
 _ADDED = frozenset({errno.EEXIST})
 _ADDR_GONE = frozenset({errno.EADDRNOTAVAIL, errno.ENODEV})
@@ -647,84 +636,27 @@ _ROUTE_GONE = frozenset({errno.ESRCH, errno.ENOENT, errno.ENODEV})
 _RULE_GONE = frozenset({errno.ENOENT})
 
 
-class Kernel:
-    """Netlink for one network namespace (``None``: the one we run in).
-
-    Make it anywhere; the netlink socket opens on first use, on the running loop.
+class Kernel(NetlinkSession):
+    """Addresses, routes, rules and links of one network namespace (``None``: the
+    one we run in), over a netlink session.
     """
 
     def __init__(self, netns: str | None = None) -> None:
-        self.netns = netns
-        self._ipr: AsyncIPRoute | None = None
-        self._watchers: set[AsyncIPRoute] = set()
-        self._slots: asyncio.Semaphore | None = None
+        super().__init__(netns)
         # link name -> index: every address or route names its link, and a
         # "link get" per request costs a 1.5 kB reply (kept fresh by link_state
         # and watch_links; a stale one fails with ENODEV and is dropped)
         self._indexes: dict[str, int] = {}
 
-    def _socket(self, groups: int = 0) -> AsyncIPRoute:
-        # flags=0: a namespace that does not exist is an error, never created
-        sock = AsyncIPRoute(netns=self.netns, flags=0, groups=groups) if self.netns \
-            else AsyncIPRoute(groups=groups)
-        try:
-            _ = sock.socket            # opens it now, so that a failure here says why
-        except OSError as e:
-            sock.close()
-            where = f"network namespace {self.netns}" if self.netns else "this namespace"
-            raise KernelError(f"cannot open netlink in {where}: {e.strerror}",
-                              e.errno or 0) from None
-        return sock
-
-    @property
-    def ipr(self) -> AsyncIPRoute:
-        if self._ipr is None:
-            self._ipr = self._socket()
-        return self._ipr
-
-    async def close(self) -> None:
-        for sock in [*self._watchers, *([self._ipr] if self._ipr else [])]:
-            sock.close()
-        self._watchers.clear()
-        self._ipr = None
-
     async def __aenter__(self) -> Kernel:
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    # -- plumbing --
-
-    async def _request(self, method: str, *args: Any, **kw: Any) -> Any:
-        """One request on the command socket.
-
-        At most IN_FLIGHT at a time: a thousand instances turning master at
-        once would otherwise queue more replies than the socket buffer holds,
-        the kernel drops them (ENOBUFS) and pyroute2 fails every pending
-        request.  An overflow all the same is retried.
-        """
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(IN_FLIGHT)
-        async with self._slots:
-            for attempt in range(1, OVERFLOW_RETRIES + 1):
-                try:
-                    reply = await getattr(self.ipr, method)(*args, **kw)
-                    if hasattr(reply, "__aiter__"):     # a dump: read it while we hold the slot
-                        reply = [msg async for msg in reply]
-                    return reply
-                except (NetlinkError, OSError) as e:
-                    code = getattr(e, "code", None) or e.errno
-                    if code != errno.ENOBUFS or attempt == OVERFLOW_RETRIES:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)
 
     async def _index(self, ifname: str) -> int | None:
         index = self._indexes.get(ifname)
         if index is not None:
             return index
         try:
-            links = await self._request("link", "get", ifname=ifname)
+            links = await self.request("link", "get", ifname=ifname)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None
@@ -783,7 +715,7 @@ class Kernel:
                 kw["broadcast"] = str(addr.broadcast)
             if addr.preferred_lft is not None:
                 kw.update(preferred_lft=addr.preferred_lft, valid_lft=INFINITY_LIFE_TIME)
-            await self._tolerate(_ADDED, self._request("addr", "add", **kw), addr.ifname)
+            await self._tolerate(_ADDED, self.request("addr", "add", **kw), addr.ifname)
 
         await self._each(addrs, "add", add)
 
@@ -792,7 +724,7 @@ class Kernel:
             index = await self._index(addr.ifname)
             if index is not None:      # a deleted link took its addresses along
                 await self._tolerate(
-                    _ADDR_GONE, self._request("addr", "del", **self._addr_args(addr, index)),
+                    _ADDR_GONE, self.request("addr", "del", **self._addr_args(addr, index)),
                     addr.ifname)
 
         await self._each(addrs, "remove", remove)
@@ -809,10 +741,10 @@ class Kernel:
 
     async def present_addresses(self, addrs: Iterable[VirtualAddress]) -> set[VirtualAddress]:
         """Those of ``addrs`` that are on their interface now (address and prefix length)."""
-        links = await self._request("link", "dump")
+        links = await self.request("link", "dump")
         names = {msg["index"]: msg.get("IFLA_IFNAME") for msg in links}
         have = set()
-        for msg in await self._request("addr", "dump"):
+        for msg in await self.request("addr", "dump"):
             local = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
             have.add((names.get(msg["index"]), ip_address(local), msg["prefixlen"]))
         return {a for a in addrs
@@ -825,7 +757,7 @@ class Kernel:
             flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | {
                 "prepend": 0, "add": NLM_F_EXCL, "append": NLM_F_APPEND}[route.mode]
             kw = await self._route_args(route, "add")
-            await self._tolerate(_ADDED, self._request("route", (RTM_NEWROUTE, flags), **kw),
+            await self._tolerate(_ADDED, self.request("route", (RTM_NEWROUTE, flags), **kw),
                                  route.dev)
 
         await self._each(routes, "add route", add)
@@ -836,7 +768,7 @@ class Kernel:
                 kw = await self._route_args(route, "remove")
             except KernelError:
                 return                 # its device is gone, and the route with it
-            await self._tolerate(_ROUTE_GONE, self._request("route", "del", **kw), route.dev)
+            await self._tolerate(_ROUTE_GONE, self.request("route", "del", **kw), route.dev)
 
         await self._each(routes, "remove route", remove)
 
@@ -878,13 +810,13 @@ class Kernel:
 
     async def add_rules(self, rules: Iterable[VirtualRule]) -> None:
         async def add(rule: VirtualRule) -> None:
-            await self._tolerate(_ADDED, self._request("rule", "add", **self._rule_args(rule)))
+            await self._tolerate(_ADDED, self.request("rule", "add", **self._rule_args(rule)))
 
         await self._each(rules, "add rule", add)
 
     async def remove_rules(self, rules: Iterable[VirtualRule]) -> None:
         async def remove(rule: VirtualRule) -> None:
-            await self._tolerate(_RULE_GONE, self._request("rule", "del", **self._rule_args(rule)))
+            await self._tolerate(_RULE_GONE, self.request("rule", "del", **self._rule_args(rule)))
 
         await self._each(rules, "remove rule", remove)
 
@@ -933,7 +865,7 @@ class Kernel:
         family = socket.AF_INET6 if version == 6 else socket.AF_INET
         primary: list[IPAddress] = []
         secondary: list[IPAddress] = []
-        for msg in await self._request("addr", "dump", family=family, index=ifindex):
+        for msg in await self.request("addr", "dump", family=family, index=ifindex):
             addr = ip_address(msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS"))
             # IPv6 temporary (privacy) addresses share the bit, and go last too
             (secondary if msg["flags"] & IFA_F_SECONDARY else primary).append(addr)
@@ -941,7 +873,7 @@ class Kernel:
 
     async def link_state(self, ifname: str) -> LinkState:
         try:
-            links = await self._request("link", "get", ifname=ifname)
+            links = await self.request("link", "get", ifname=ifname)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 self._indexes.pop(ifname, None)
@@ -957,11 +889,11 @@ class Kernel:
         engine does not care about.  Iteration ends when the Kernel is closed;
         if the kernel drops events (KernelError), watch again.
         """
-        sock = self._socket(RTMGRP_LINK)
-        self._watchers.add(sock)
+        sock = self.open_socket(RTMGRP_LINK)
+        self.watching(sock)
         try:
             await sock.bind()
-            for msg in await self._request("link", "dump"):
+            for msg in await self.request("link", "dump"):
                 yield self._learn(LinkState.from_message(msg))
             while True:
                 async for msg in sock.get():
@@ -969,9 +901,9 @@ class Kernel:
                     if msg.get("family", 0) == socket.AF_UNSPEC and "index" in msg:
                         yield self._learn(LinkState.from_message(msg))
         except (NetlinkError, OSError) as e:
-            if sock in self._watchers:     # not closed by us: events were lost
+            if self.unwatch(sock):     # not closed by us: events were lost
                 code = getattr(e, "code", None) or e.errno or 0
                 raise KernelError(f"link events stopped: {os.strerror(code)}", code) from None
         finally:
-            self._watchers.discard(sock)
+            self.unwatch(sock)
             sock.close()

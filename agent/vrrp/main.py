@@ -27,12 +27,12 @@ from ..config import ParseResult, load
 from ..config.diag import Level
 from ..core import logs
 from ..core.ipc import Channel, ChannelClosed, Message
+from ..host.scripts import ConfigScripts, cmd_str, config_scripts, run_script
 from .build import BuildError, InstanceSpec, build_instances
 from .engine import Action, LowerPriorityHeard, PriorityChanged, State
 from .events import StateEvents
 from .kernel import KernelError
 from .runtime import Override, Running, VrrpRuntime
-from .scripts import ConfigScripts, cmd_str, config_scripts, run_script
 from .sync import SyncGroup
 from .track import only_pending
 from .tracking_io import Trackers

@@ -697,7 +697,7 @@ class StaticEntries:
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
         try:
             kw = await self.kernel._route_args(route, "add")
-            await self.kernel._request("route", (RTM_NEWROUTE, flags), **kw)
+            await self.kernel.request("route", (RTM_NEWROUTE, flags), **kw)
         except (KernelError, NetlinkError, OSError) as err:
             log.info("static route %s cannot be replaced (%s): removing and adding it",
                      route, getattr(err, "code", err))

@@ -26,11 +26,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config.model import Node
-from .build import sync_groups
-from .filewatch import FileWatcher, apply_init_file
-from .procwatch import ProcessWatcher
-from .scripts import ScriptError, split_command
-from .trackers import (
+from ..host.inotify import FileWatcher, apply_init_file
+from ..host.procevents import ProcessWatcher
+from ..host.scripts import ScriptError, split_command
+from ..trackers import (
     DONE,
     UNLIMITED,
     FileConfig,
@@ -40,6 +39,7 @@ from .trackers import (
     process_spec,
     script_config,
 )
+from .build import sync_groups
 
 log = logging.getLogger("keepalived_py.vrrp")
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from keepalived_py.config import load
 from keepalived_py.config.diag import Level
-from keepalived_py.vrrp.notify import Notifier, NotifyFifo
-from keepalived_py.vrrp.scripts import (
+from keepalived_py.host.fifo import NotifyFifo
+from keepalived_py.host.scripts import (
     ScriptUser,
     config_scripts,
     lookup_user,
@@ -33,6 +33,7 @@ from keepalived_py.vrrp.scripts import (
     spawn_script,
     split_script_line,
 )
+from keepalived_py.vrrp.notify import Notifier
 
 from tests.conftest import REPO, SHARED, tier_missing
 
@@ -372,7 +373,7 @@ def test_script_gets_sigterm_when_we_die(tmp_path: Path) -> None:
     body = f"trap 'echo TERM > {record}; exit 0' TERM; while :; do sleep 0.1; done"
     parent = f"""
 import asyncio, os, sys
-from keepalived_py.vrrp.scripts import our_user, spawn_script
+from keepalived_py.host.scripts import our_user, spawn_script
 async def main():
     process = spawn_script(["/bin/sh", "-c", {body!r}], our_user())
     print(process.pid, flush=True)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from keepalived_py.config import load
-from keepalived_py.core.smtp import (
+from keepalived_py.host.mail import (
     Mailer,
     SmtpSettings,
     VrrpAlerts,
@@ -322,7 +322,7 @@ controller.stop()
 OURS = r"""
 import asyncio, sys
 from keepalived_py.config import load
-from keepalived_py.core.smtp import Mailer, SmtpSettings, VrrpAlerts
+from keepalived_py.host.mail import Mailer, SmtpSettings, VrrpAlerts
 
 async def main(path):
     root = load(path, interfaces={"eth0"}).root

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from keepalived_py.config import load
 from keepalived_py.config.model import Node
-from keepalived_py.vrrp.procwatch import EVENTS, EVENTS_VIA_INITIAL_NETNS, POLL_INTERVAL, POLLING
+from keepalived_py.host.procevents import EVENTS, EVENTS_VIA_INITIAL_NETNS, POLL_INTERVAL, POLLING
 from keepalived_py.vrrp.tracking_io import Status, Trackers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -606,7 +606,7 @@ vrrp_track_process p {{
                 proc.wait()
             await trackers.stop()
 
-    with caplog.at_level("WARNING", logger="keepalived_py.vrrp"):
+    with caplog.at_level("WARNING", logger="keepalived_py"):
         asyncio.run(scenario())
     assert "process events lost" in caplog.text
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from keepalived_py.config import load
 from keepalived_py.config.model import Node
-from keepalived_py.vrrp import scripts
+from keepalived_py.host import scripts
+from keepalived_py.host.fifo import notify_fifos
+from keepalived_py.host.scripts import ScriptCommand, ScriptUser, config_scripts
 from keepalived_py.vrrp.notify import (
     BACKUP,
     DELETED,
@@ -26,12 +28,10 @@ from keepalived_py.vrrp.notify import (
     generic_argv,
     group_notices,
     instance_notices,
-    notify_fifos,
     notify_settings,
     priority_notices,
     rx_lower_notices,
 )
-from keepalived_py.vrrp.scripts import ScriptCommand, ScriptUser, config_scripts
 
 ROOT = ScriptUser(0, 0, "root")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from keepalived_py.config import load
 from keepalived_py.config.diag import Level
-from keepalived_py.vrrp import scripts
-from keepalived_py.vrrp.scripts import (
+from keepalived_py.host import scripts
+from keepalived_py.host.scripts import (
     Sc,
     ScriptError,
     ScriptUser,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from keepalived_py.config import load
-from keepalived_py.core import smtp
-from keepalived_py.core.smtp import (
+from keepalived_py.host import mail as smtp
+from keepalived_py.host.mail import (
     Alert,
     SmtpSettings,
     VrrpAlerts,

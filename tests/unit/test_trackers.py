@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from keepalived_py.config import load
 from keepalived_py.config.model import Node
-from keepalived_py.vrrp.procwatch import Needs, ProcEvent, listen_message, parse_event
-from keepalived_py.vrrp.trackers import (
+from keepalived_py.host.procevents import Needs, ProcEvent, listen_message, parse_event
+from keepalived_py.trackers import (
     DONE,
     INIT,
     INIT_FAILED,

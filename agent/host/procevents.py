@@ -30,9 +30,9 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .trackers import ProcessInfo, ProcessQuorum, ProcessSpec
+from ..trackers import ProcessInfo, ProcessQuorum, ProcessSpec
 
-log = logging.getLogger("keepalived_py.vrrp")
+log = logging.getLogger("keepalived_py.host")
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = CN_VAL_PROC = 1

@@ -35,7 +35,7 @@ from enum import IntFlag
 from ..config.diag import Level, Where
 from ..config.model import Node
 
-log = logging.getLogger("keepalived_py.vrrp")
+log = logging.getLogger("keepalived_py.host")
 
 DEFAULT_SCRIPT_USER = "keepalived_script"
 # keepalived's process umask unless `umask` or -m says otherwise (lib/utils.c umask_val);

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from asyncinotify import Event, Inotify, Mask, Watch
 
-from .trackers import READ_SIZE, FileConfig, FileValue
+from ..trackers import READ_SIZE, FileConfig, FileValue
 
-log = logging.getLogger("keepalived_py.vrrp")
+log = logging.getLogger("keepalived_py.host")
 
 WATCH_MASK = Mask.CLOSE_WRITE | Mask.DELETE | Mask.MOVED_FROM | Mask.MOVED_TO
 

@@ -1,7 +1,7 @@
 """The tracked objects' own states, as keepalived 2.2.7 keeps them (sans-I/O).
 
 Three objects an instance can track, each a small state machine driven by the
-adapters in ``tracking_io`` with the time passed in:
+adapters in ``vrrp/tracking_io`` with the time passed in:
 
 - :class:`ScriptState`: a ``vrrp_script``'s result counter and schedule
   (vrrp_scheduler.c, vrrp_script_thread / vrrp_script_child_thread).
@@ -9,7 +9,7 @@ adapters in ``tracking_io`` with the time passed in:
 - :class:`ProcessQuorum`: a ``vrrp_track_process``'s count of matching processes
   and its quorum, with the fork/terminate delays (track_process.c).
 
-What the states do to an instance (weights, reverse, FAULT) is ``track.py``'s job.
+What the states do to an instance (weights, reverse, FAULT) is ``vrrp/track.py``'s job.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import count
 
-from ..config.model import Node
+from .config.model import Node
 
 # -- vrrp_script ----------------------------------------------------------------
 
