@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import errno
 import json
 import logging
 import os
@@ -13,15 +15,32 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .children import KINDS
 from .config import load
 from .config.diag import EXIT_CANNOT_RUN, Level
+from .config.model import Node
 from .config.render import RenderError, render
 from .core import logs
-from .core.control import DEFAULT_CONTROL_SOCKET
+from .core.daemon import (
+    EXIT_FATAL,
+    EXIT_MISSING_PERMISSION,
+    EXIT_NO_CONFIG,
+    EXIT_PROGRAM_ERROR,
+    ConfigRefused,
+    read_checked,
+)
+from .core.paths import (
+    AgentKey,
+    PathsError,
+    RunPaths,
+    current_namespace,
+    find_control_socket,
+    join_namespace,
+    live_pid,
+)
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
-# systemd's StateDirectory=keepalived-py
-DEFAULT_MAINTENANCE_FILE = "/var/lib/keepalived-py/maintenance.json"
+EXIT_NOT_RUNNING = 3        # LSB: program is not running (or cannot be reached)
 
 
 def default_config_id() -> str:
@@ -39,10 +58,36 @@ def _common(parser: argparse.ArgumentParser) -> None:
 SIGNALS = {"STOP": signal.SIGTERM, "RELOAD": signal.SIGHUP, "DATA": signal.SIGUSR1,
            "STATS": signal.SIGUSR2, "STATS_CLEAR": signal.SIGRTMAX - 1,
            "JSON": signal.SIGRTMIN + 2}
-# Under /run/keepalived-py (systemd's RuntimeDirectory), not keepalived's
-# /run/keepalived*.pid: a host migrating from keepalived may have both installed.
-DEFAULT_PID = "/run/keepalived-py/keepalived.pid"
-DEFAULT_VRRP_PID = "/run/keepalived-py/vrrp.pid"
+
+
+class Refused(Exception):
+    """A command that cannot go on: one line for the person, and the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _which_agent(parser: argparse.ArgumentParser) -> None:
+    """How a client names the agent it means (core/paths.py)."""
+    parser.add_argument("--control-socket", metavar="PATH",
+                        help="the agent's control socket (default: found from the "
+                             "namespace and instance)")
+    parser.add_argument("-s", "--namespace", metavar="NAME",
+                        help="the agent of that network namespace (default: the one this "
+                             "command runs in)")
+    parser.add_argument("--instance", metavar="NAME",
+                        help="the agent of that `instance` name, where several share a "
+                             "namespace")
+
+
+def _control_socket(args: argparse.Namespace) -> str:
+    if args.control_socket:
+        return args.control_socket
+    try:
+        return str(find_control_socket(args.namespace, args.instance))
+    except PathsError as err:
+        raise Refused(str(err), EXIT_NOT_RUNNING) from None
 
 
 def _main_parser() -> argparse.ArgumentParser:
@@ -72,10 +117,17 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("-C", "--check", action="store_true",
                         help="only run the health checkers (none in this version: no VRRP)")
     parser.add_argument("-B", "--no_bfd", action="store_true", help="do not run BFD")
-    parser.add_argument("-p", "--pid", default=DEFAULT_PID, metavar="FILE",
-                        help=f"parent pid file (default {DEFAULT_PID})")
-    parser.add_argument("-r", "--vrrp_pid", default=DEFAULT_VRRP_PID, metavar="FILE",
-                        help=f"VRRP process pid file (default {DEFAULT_VRRP_PID})")
+    parser.add_argument("--all", action="store_true",
+                        help="run every child process, even one the configuration gives no "
+                             "work")
+    parser.add_argument("-s", "--namespace", metavar="NAME",
+                        help="run in the network namespace /run/netns/NAME (overrides the "
+                             "configuration's net_namespace)")
+    parser.add_argument("-p", "--pid", metavar="FILE",
+                        help="parent pid file (default keepalived.pid in the run directory, "
+                             "see README: several agents on one host)")
+    parser.add_argument("-r", "--vrrp_pid", metavar="FILE",
+                        help="VRRP process pid file (default vrrp.pid beside it)")
     parser.add_argument("-c", "--checkers_pid", metavar="FILE",
                         help="checker process pid file (accepted; no checker process yet)")
     parser.add_argument("-b", "--bfd_pid", metavar="FILE",
@@ -90,13 +142,14 @@ def _main_parser() -> argparse.ArgumentParser:
                         help="do not restart a child process that dies: stop instead")
     parser.add_argument("--signum", choices=sorted(SIGNALS), metavar="|".join(SIGNALS),
                         help="print the number of the signal for that action and exit")
-    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH",
-                        help=f"control socket (default {DEFAULT_CONTROL_SOCKET})")
+    parser.add_argument("--control-socket", metavar="PATH",
+                        help="control socket (default control.sock in the run directory)")
     parser.add_argument("--metrics-listen", metavar="[ADDR]:PORT",
                         help="serve Prometheus metrics there (address default 127.0.0.1)")
-    parser.add_argument("--maintenance-file", default=DEFAULT_MAINTENANCE_FILE, metavar="PATH",
+    parser.add_argument("--maintenance-file", metavar="PATH",
                         help="where `keepalived-py set` settings are kept across restarts "
-                             f"(default {DEFAULT_MAINTENANCE_FILE}; '' not to keep them)")
+                             "(default maintenance.json in the state directory; '' not to "
+                             "keep them)")
     parser.add_argument("-v", "--version", action="version",
                         version=f"keepalived-py {__version__}")
     return parser
@@ -105,24 +158,27 @@ def _main_parser() -> argparse.ArgumentParser:
 def _status_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keepalived-py status",
                                      description="Show the running agent's state.")
-    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH")
+    _which_agent(parser)
     parser.add_argument("--json", action="store_true", help="the whole answer, as JSON")
     parser.add_argument("-w", "--wide", action="store_true", help="list every VIP")
     return parser
 
 
+def _ask(args: argparse.Namespace, request: dict[str, object], timeout: float = 5.0
+         ) -> dict[str, object]:
+    from .core.control import ControlError, query
+    try:
+        return query(_control_socket(args), request, timeout=timeout)
+    except ControlError as err:
+        raise Refused(str(err), EXIT_NOT_RUNNING) from None
+
+
 def reload_command(argv: Sequence[str]) -> int:
     """Reload and wait for the outcome: exit 0 when applied, 1 when refused."""
-    from .core.control import ControlError, query
     parser = argparse.ArgumentParser(prog="keepalived-py reload",
                                      description="Reload the running agent and wait.")
-    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH")
-    args = parser.parse_args(argv)
-    try:
-        answer = query(args.control_socket, {"request": "reload"}, timeout=300)
-    except ControlError as err:
-        print(f"keepalived-py: {err}", file=sys.stderr)
-        return 3
+    _which_agent(parser)
+    answer = _ask(parser.parse_args(argv), {"request": "reload"}, timeout=300)
     if answer.get("ok"):
         print("reloaded")
         return 0
@@ -134,18 +190,17 @@ def reload_command(argv: Sequence[str]) -> int:
 
 def set_command(argv: Sequence[str]) -> int:
     """Maintenance: a priority override or a forced BACKUP, and back."""
-    from .core.control import ControlError, query
     parser = argparse.ArgumentParser(
         prog="keepalived-py set",
-        description="Change an instance's live state: kept across reloads, not restarts.")
-    parser.add_argument("instance")
+        description="Change an instance's live state: kept across reloads and restarts.")
+    parser.add_argument("instance_name", metavar="INSTANCE")
     parser.add_argument("--priority", metavar="1-254|none",
                         help="override the configured priority; 'none' goes back to it")
     parser.add_argument("--force-backup", choices=("on", "off"),
                         help="on: hand over and never become master; off: back to normal")
-    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET, metavar="PATH")
+    _which_agent(parser)
     args = parser.parse_args(argv)
-    request: dict[str, object] = {"request": "set", "instance": args.instance}
+    request: dict[str, object] = {"request": "set", "instance": args.instance_name}
     if args.priority is not None:
         try:
             request["priority"] = None if args.priority == "none" else int(args.priority)
@@ -155,79 +210,130 @@ def set_command(argv: Sequence[str]) -> int:
         request["force_backup"] = args.force_backup == "on"
     if len(request) == 2:
         parser.error("nothing to set: give --priority or --force-backup")
-    try:
-        answer = query(args.control_socket, request)
-    except ControlError as err:
-        print(f"keepalived-py: {err}", file=sys.stderr)
-        return 3
+    answer = _ask(args, request)
     if not answer.get("ok"):
         print(f"keepalived-py: {answer.get('error')}", file=sys.stderr)
         return 1
     print(f"{answer['instance']}: {answer['state']}, priority {answer['effective_priority']}"
           f"{' (forced BACKUP)' if answer['force_backup'] else ''}")
+    if answer.get("warning"):
+        print(f"keepalived-py: warning: {answer['warning']}", file=sys.stderr)
     return 0
 
 
 def status_command(argv: Sequence[str]) -> int:
-    from .core.control import ControlError, query
     from .core.status import render_status
     args = _status_parser().parse_args(argv)
-    try:
-        answer = query(args.control_socket, {"request": "status"})
-    except ControlError as err:
-        print(f"keepalived-py: {err}", file=sys.stderr)
-        return 3        # LSB: program is not running
+    answer = _ask(args, {"request": "status"})
     if args.json:
         json.dump(answer, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_status(answer, wide=args.wide))
+        sys.stdout.write(render_status(KINDS, answer, wide=args.wide))
     return 0 if answer.get("ok") else 1
 
 
+# -- the daemon ------------------------------------------------------------------------
+
+def _read_to_run(args: argparse.Namespace, config_id: str) -> tuple[Node, AgentKey]:
+    """The configuration, read in the namespace the agent runs in (``-s``, else the
+    configuration's ``net_namespace``: joined first, as keepalived does), and the
+    agent's key."""
+    try:
+        if args.namespace:
+            join_namespace(args.namespace)
+        root = read_checked(args.file, config_id, strict=False).root
+        configured = None if args.namespace else root.values.get("net_namespace")
+        if configured:
+            join_namespace(configured)
+            # read again where it runs: its interfaces are checked against that namespace's
+            root = read_checked(args.file, config_id, strict=False).root
+    except ConfigRefused as refused:
+        for line in refused.lines[:-1]:
+            logging.getLogger("keepalived_py").error("%s", line)
+        code = EXIT_NO_CONFIG if refused.no_config else EXIT_CANNOT_RUN
+        raise Refused(f"{refused.lines[-1]} - cannot run", code) from None
+    except PathsError as err:
+        raise Refused(str(err), EXIT_FATAL) from None
+    if args.namespace and root.values.get("net_namespace") not in (None, args.namespace):
+        logging.getLogger("keepalived_py").info(
+            "Overriding config net_namespace '%s' with command line namespace '%s'",
+            root.values.get("net_namespace"), args.namespace)
+    key = AgentKey(args.namespace or root.values.get("net_namespace") or current_namespace(),
+                   root.values.get("instance"))
+    return root, key
+
+
+def _refuse_if_running(pid_files: Sequence[str | None], control_socket: str | None) -> None:
+    """Nothing of a live agent is touched: its pid files and control socket stay its own."""
+    from .core.control import answers
+    for path in pid_files:
+        pid = live_pid(path)
+        if pid is not None:
+            raise Refused(f"daemon is already running (pid {pid} in {path})", EXIT_FATAL)
+    if control_socket and answers(control_socket):
+        raise Refused(f"another keepalived-py answers on {control_socket}", EXIT_FATAL)
+
+
 def run_daemon(args: argparse.Namespace) -> int:
-    from .core.supervisor import (
-        Settings,
-        Supervisor,
-        already_running,
-        daemonize,
-        reload_check_log,
-    )
-    from .vrrp.main import ConfigRefused, read_config
+    from .core.supervisor import Settings, Supervisor, daemonize, reload_check_log
+    from .host.scripts import config_scripts
+    from .vrrp.dumps import parent_dump_file
     config_id = args.config_id or default_config_id()
     options = logs.LogOptions(console=args.log_console, detail=args.log_detail,
                               facility=args.log_facility, syslog=not args.no_syslog)
     logs.setup("Keepalived", options)
     log = logging.getLogger("keepalived_py")
     log.info("Starting keepalived-py %s", __version__)
-    pid = already_running(args.pid)
-    if pid is not None:
-        log.error("daemon is already running (pid %d in %s)", pid, args.pid)
-        return 1
-    try:
-        config = read_config(args.file, config_id, strict=False)
-    except ConfigRefused as refused:
-        refused.log("Stopping: the configuration cannot be run")
-        return EXIT_CANNOT_RUN
-    result = config.result
-    for diag in result.diags:
-        log.info("%s", diag)
-    glob = result.root.blocks("global_defs")
+    root, key = _read_to_run(args, config_id)
+    paths = RunPaths.of(key)
+    child_pid_files = {k.name: getattr(args, k.pid_option, None) or str(paths.pid_file(k.name))
+                       for k in KINDS}
+    pid_file = args.pid or str(paths.pid_file("keepalived"))
+    control = str(paths.control_socket) if args.control_socket is None \
+        else args.control_socket or None
+    maintenance = str(paths.maintenance_file) if args.maintenance_file is None \
+        else args.maintenance_file or None
+    _refuse_if_running([pid_file, *child_pid_files.values()], control)
+    if args.metrics_listen:
+        from .core.metrics import parse_listen
+        try:
+            parse_listen(args.metrics_listen)
+        except ValueError as err:
+            raise Refused(str(err), EXIT_FATAL) from None
+    if key != AgentKey():
+        log.info("Agent %s: run-time files in %s", key.describe(), paths.run_dir)
+    scripts = config_scripts(root)
+    glob = root.blocks("global_defs")
+    only = {"vrrp"} if args.vrrp else {"checker"} if args.check else None
+    settings = Settings(
+        path=os.path.abspath(args.file), config_id=config_id, log=options, key=key,
+        pid_file=pid_file, child_pid_files=child_pid_files,
+        enabled=lambda name: (only is None or name in only) and not (
+            args.no_bfd and name == "bfd"),
+        respawn=not args.dont_respawn, release_vips=not args.dont_release_vrrp,
+        control_socket=control, metrics_listen=args.metrics_listen,
+        reload_check_log=reload_check_log(root), maintenance_file=maintenance,
+        startup_script=scripts.get("global_defs", None, "startup_script"),
+        startup_timeout=float(glob[0].get("startup_script_timeout")) if glob else 10,
+        shutdown_script=scripts.get("global_defs", None, "shutdown_script"),
+        shutdown_timeout=float(glob[0].get("shutdown_script_timeout")) if glob else 10)
+    kinds = KINDS if not args.all else tuple(
+        dataclasses.replace(k, wanted=lambda root: True) for k in KINDS)
     if not args.dont_fork:
         daemonize()
         logs.setup("Keepalived", options)
-    settings = Settings(
-        path=os.path.abspath(args.file), config_id=config_id, log=options, pid_file=args.pid,
-        vrrp_pid_file=args.vrrp_pid, respawn=not args.dont_respawn,
-        release_vips=not args.dont_release_vrrp, run_vrrp=not args.check,
-        control_socket=args.control_socket or None, metrics_listen=args.metrics_listen,
-        reload_check_log=reload_check_log(result.root),
-        maintenance_file=args.maintenance_file or None,
-        startup_script=config.scripts.get("global_defs", None, "startup_script"),
-        startup_timeout=float(glob[0].get("startup_script_timeout")) if glob else 10,
-        shutdown_script=config.scripts.get("global_defs", None, "shutdown_script"),
-        shutdown_timeout=float(glob[0].get("shutdown_script_timeout")) if glob else 10)
-    return asyncio.run(Supervisor(settings).run())
+    from .core.control import ControlError
+    try:
+        return asyncio.run(Supervisor(settings, kinds, root, parent_dump_file).run())
+    except (PathsError, ControlError) as err:
+        raise Refused(str(err), EXIT_MISSING_PERMISSION if isinstance(err, PathsError)
+                      else EXIT_FATAL) from None
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        code = EXIT_MISSING_PERMISSION if err.errno in (errno.EACCES, errno.EPERM) \
+            else EXIT_FATAL
+        raise Refused(f"cannot start:{where} {err.strerror or err}", code) from None
 
 
 def _config_parser() -> argparse.ArgumentParser:
@@ -255,8 +361,12 @@ def _not_acted(result, out) -> None:
 def config_test(args: argparse.Namespace) -> int:
     config_id = args.config_id or default_config_id()
     result = load(args.file, config_id=config_id)
-    log = sys.stderr if args.config_test in (None, "-") else open(  # noqa: SIM115
-        args.config_test, "a", encoding="utf-8")
+    try:
+        log = sys.stderr if args.config_test in (None, "-") else open(  # noqa: SIM115
+            args.config_test, "a", encoding="utf-8")
+    except OSError as err:
+        raise Refused(f"cannot write the test's log {args.config_test}: "
+                      f"{err.strerror or err}", EXIT_CANNOT_RUN) from None
     try:
         _report(result, log)
         if args.dump_conf:
@@ -291,15 +401,40 @@ def config_command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every command; a command that cannot go on ends in one line, never a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "config":
-        return config_command(argv[1:])
-    if argv and argv[0] == "status":
-        return status_command(argv[1:])
-    if argv and argv[0] == "reload":
-        return reload_command(argv[1:])
-    if argv and argv[0] == "set":
-        return set_command(argv[1:])
+    try:
+        return _dispatch(argv)
+    except Refused as refused:
+        _say(str(refused))
+        return refused.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:         # `keepalived-py status | head`
+        return 0
+    except Exception as err:  # noqa: BLE001 - the last line of defence against a traceback
+        logging.getLogger("keepalived_py").debug("internal error", exc_info=True)
+        _say(f"internal error: {type(err).__name__}: {err} (a bug: please report it with "
+             "the command line)")
+        return EXIT_PROGRAM_ERROR
+
+
+def _say(line: str) -> None:
+    """One line on stderr, and in the daemon's log when it has one (once, when the log
+    is that same console)."""
+    log = logging.getLogger("keepalived_py")
+    if log.handlers:
+        log.error("%s", line)
+    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr
+               for h in log.handlers):
+        print(f"keepalived-py: {line}", file=sys.stderr)
+
+
+def _dispatch(argv: list[str]) -> int:
+    commands = {"config": config_command, "status": status_command,
+                "reload": reload_command, "set": set_command}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
     args = _main_parser().parse_args(argv)
     if args.config_test is not None:
         return config_test(args)

@@ -192,14 +192,14 @@ def _remove_stale_socket(path: str) -> None:
         return
     if not stat.S_ISSOCK(st.st_mode):
         raise ControlError(f"{path} exists and is not a socket; not replacing it")
-    if _answers(path):
+    if answers(path):
         raise SocketInUseError(
             f"another keepalived-py is running: a server answers on {path}")
     log.info("removing stale control socket %s", path)
     _unlink_quietly(path)
 
 
-def _answers(path: str) -> bool:
+def answers(path: str) -> bool:
     """Whether a server listens on ``path``, without waiting on it."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
         probe.setblocking(False)

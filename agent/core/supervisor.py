@@ -1,21 +1,24 @@
 """The parent process: supervises one child per subsystem, as keepalived's parent does.
 
 It reads the configuration only to check it and to know which children to
-run; the children do the work.  It restarts a child that dies with
-keepalived's back-off (at once after more than 60 s of uptime, otherwise 0,
-1, 2, 4 … 60 s), and one that stops sending heartbeats (a hang, not a
-death) is killed and restarted the same way.  A VRRP child that was MASTER
-is restarted in resume mode (see VrrpRuntime.start), so that a restart
-quicker than the backups' Master_Down_Interval causes no failover.
+run; the children do the work.  What it knows of a kind of child comes from
+its declaration (``core/children.py``): the supervisor imports no subsystem.
+It restarts a child that dies with keepalived's back-off (at once after more
+than 60 s of uptime, otherwise 0, 1, 2, 4 … 60 s), and one that stops sending
+heartbeats (a hang, not a death) is killed and restarted the same way.  A
+restarted child is handed back what it last published (``--last-state``:
+VRRP resumes the instances that were MASTER, so that a restart quicker than
+the backups' Master_Down_Interval causes no failover) and the operator's
+settings it asked to keep (``--kept``).
 
-The parent owns the control socket, the systemd notifications and the
-watchdog, and forwards keepalived's signals to the children.
+The parent owns the control socket, the systemd notifications, the watchdog
+and the events between children (``core/events.py``), and forwards
+keepalived's signals to the children.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -23,28 +26,34 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..config.model import Node
-from ..vrrp.main import EXIT_CONFIG, EXIT_FATAL, SIGJSON, SIGSTATS_CLEAR, ConfigRefused, read_config
-from ..vrrp.runtime import Override
 from . import sdnotify
+from .children import ChildKind
+from .daemon import (
+    EXIT_FATAL,
+    PERMANENT_EXITS,
+    SIGJSON,
+    SIGSTATS_CLEAR,
+    ConfigRefused,
+    read_checked,
+)
+from .events import EventHub
 from .logs import LogOptions
+from .paths import RUN_DIR, AgentKey, RunPaths, make_dir, remove_empty_dirs, write_atomic
 
 log = logging.getLogger("keepalived_py")
 
-HUNG_AFTER = 5.0            # seconds without a heartbeat from a started child
 STARTUP_LIMIT = 120.0       # seconds a child may take to start
 STOP_LIMIT = 20.0           # seconds a child may take to stop gracefully
 RESPAWN_UPTIME = 60.0       # a child that ran longer restarts at once
 MAX_DELAY = 60
-EXIT_MISSING_PERMISSION = 4
-PERMANENT_EXITS = {EXIT_FATAL: "FATAL", EXIT_CONFIG: "CONFIG",
-                   EXIT_MISSING_PERMISSION: "missing permission"}
+KEPT_SCHEMA = 2
 
 
 def next_delay(uptime: float, delay: int) -> tuple[int, int]:
@@ -60,18 +69,21 @@ class Settings:
     path: str
     config_id: str
     log: LogOptions = field(default_factory=LogOptions)
+    key: AgentKey = field(default_factory=AgentKey)
     pid_file: str | None = None
-    vrrp_pid_file: str | None = None
+    # each child's pid file by its name (None: it writes none)
+    child_pid_files: dict[str, str | None] = field(default_factory=dict)
+    # which kinds of child the command line lets run (-P, -C, -B)
+    enabled: Callable[[str], bool] = lambda name: True
     respawn: bool = True                # not -R
     release_vips: bool = True           # not -V
-    run_vrrp: bool = True               # not -C
     control_socket: str | None = None
     metrics_listen: str | None = None
     # reload_check_config LOG_FILE.  A reload is always checked before it is
     # applied, with or without the keyword (keepalived checks only with it).
     reload_check_log: str | None = None
-    # where the operator's maintenance settings (``keepalived-py set``) are kept, so
-    # that they outlive a restart of the agent or of the host
+    # where the operator's settings that children ask to keep (``keepalived-py
+    # set``) are kept, so that they outlive a restart of the agent or of the host
     maintenance_file: str | None = None
     # global_defs startup_script / shutdown_script as checked (scripts.ConfigScripts),
     # with their timeouts: run before the children start and after they stop
@@ -83,22 +95,24 @@ class Settings:
 
 @dataclass
 class Child:
-    """One supervised child process (``vrrp`` today; checker and BFD later)."""
+    """One supervised child process, of a declared kind."""
 
-    name: str
-    ident: str                          # its log ident, as keepalived names it
-    module: str
+    kind: ChildKind
     proc: asyncio.subprocess.Process | None = None
     channel: Any = None                 # ipc.Channel
     started: float = 0.0                # wall clock
     started_mono: float = 0.0
     ready: bool = False
     last_heartbeat: float = 0.0         # monotonic
-    states: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
     next_delay: int = 0
     restarting: bool = False
+    retired: bool = False               # no longer wanted: not restarted
     last_exit: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
 
     @property
     def running(self) -> bool:
@@ -110,20 +124,28 @@ class Child:
                 "restarts": self.restarts, "last_exit": self.last_exit}
 
 
+ParentDump = Callable[[Node, AgentKey], tuple[Path, str]]
+
+
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, kinds: Sequence[ChildKind], root: Node,
+                 parent_dump: ParentDump | None = None) -> None:
         self.s = settings
+        self.kinds = list(kinds)
+        self.root = root                    # the configuration running now
+        self.parent_dump = parent_dump
         self.children: list[Child] = []
         self.started = time.time()
         self.stopping = False
         self.exit_code = 0
         self.done = asyncio.Event()
+        self.events = EventHub()
         self._tasks: set[asyncio.Task] = set()
         self._control = None
         self._metrics: Callable[[], None] | None = None
         self._reloading = asyncio.Lock()
-        # the operator's maintenance settings, handed to a restarted VRRP process
-        self.overrides: dict[str, dict[str, Any]] = load_maintenance(settings.maintenance_file)
+        # the operator's settings each child asked to keep, handed back at its restart
+        self.kept: dict[str, dict[str, Any]] = load_kept(settings.maintenance_file)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -135,26 +157,54 @@ class Supervisor:
         for sig, kind in ((signal.SIGUSR1, "data"), (signal.SIGUSR2, "stats"),
                           (SIGJSON, "json"), (SIGSTATS_CLEAR, "stats_clear")):
             loop.add_signal_handler(sig, lambda kind=kind: self._spawn_task(self.dump(kind)))
-        if self.s.pid_file:
-            Path(self.s.pid_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.s.pid_file).write_text(f"{os.getpid()}\n")
-        if self.s.control_socket:
-            from .control import serve_control
-            self._control = await serve_control(self.s.control_socket, self.handle)
-        if self.s.metrics_listen:
-            self._start_metrics(loop)
-        if self.s.run_vrrp:
-            self.children.append(Child("vrrp", "Keepalived_vrrp", "keepalived_py.vrrp.main"))
+        try:
+            await self._open_house(loop)
+        except BaseException:
+            self._close_house()
+            raise
         await self._start_stop_script("startup script", self.s.startup_script,
                                       self.s.startup_timeout)
-        for child in self.children:
-            await self._start_child(child)
+        for kind in self._wanted(self.root):
+            await self._add_child(kind)
         self._spawn_task(self._watch())
         if not self.children:
             self._ready()
         await self.done.wait()
         await self._shutdown()
         return self.exit_code
+
+    async def _open_house(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The pid file, the control socket, the metrics listener: a failure says why in
+        one line (``PathsError``, ``ControlError``, ``OSError``) and leaves nothing."""
+        if self.s.pid_file:
+            make_dir(Path(self.s.pid_file).parent)
+            Path(self.s.pid_file).write_text(f"{os.getpid()}\n")
+        if self.s.control_socket:
+            from .control import serve_control
+            self._control = await serve_control(self.s.control_socket, self.handle)
+        if self.s.metrics_listen:
+            self._start_metrics(loop)
+
+    def _close_house(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._metrics is not None:
+            self._metrics()
+            self._metrics = None
+        for path in (self.s.pid_file, *self.s.child_pid_files.values()):
+            if path:
+                Path(path).unlink(missing_ok=True)
+        if self.s.key != AgentKey():
+            remove_empty_dirs(RunPaths.of(self.s.key).run_dir, RUN_DIR)
+
+    def _wanted(self, root: Node) -> list[ChildKind]:
+        return [k for k in self.kinds if self.s.enabled(k.name) and k.wanted(root)]
+
+    async def _add_child(self, kind: ChildKind) -> None:
+        child = Child(kind)
+        self.children.append(child)
+        await self._start_child(child)
 
     def _spawn_task(self, coro) -> None:  # noqa: ANN001 - a coroutine
         task = asyncio.create_task(coro)
@@ -174,28 +224,22 @@ class Supervisor:
         self.done.set()
 
     async def _shutdown(self) -> None:
-        for child in self.children:
-            if child.running:
-                child.proc.send_signal(signal.SIGTERM)
-        for child in self.children:
-            if child.running:
-                try:
-                    await asyncio.wait_for(child.proc.wait(), STOP_LIMIT)
-                except TimeoutError:
-                    log.error("%s child process(%d) did not stop - killing", child.name,
-                              child.proc.pid)
-                    child.proc.kill()
-                    await child.proc.wait()
+        await asyncio.gather(*(self._stop_child(c) for c in self.children))
         await self._start_stop_script("shutdown script", self.s.shutdown_script,
                                       self.s.shutdown_timeout)
-        if self._control is not None:
-            self._control.close()
-        if self._metrics is not None:
-            self._metrics()
-        for path in (self.s.pid_file, self.s.vrrp_pid_file):
-            if path:
-                Path(path).unlink(missing_ok=True)
+        self._close_house()
         log.info("Stopped keepalived-py %s", __version__)
+
+    async def _stop_child(self, child: Child) -> None:
+        if not child.running:
+            return
+        child.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(child.proc.wait(), STOP_LIMIT)
+        except TimeoutError:
+            log.error("%s child process(%d) did not stop - killing", child.name, child.proc.pid)
+            child.proc.kill()
+            await child.proc.wait()
 
     @staticmethod
     async def _start_stop_script(what: str, command: Any, timeout: float) -> None:
@@ -217,16 +261,19 @@ class Supervisor:
     # -- children ---------------------------------------------------------------
 
     def _child_argv(self, child: Child, fd: int) -> list[str]:
-        argv = [sys.executable, "-m", child.module, "-f", self.s.path, "-i", self.s.config_id,
-                "--ipc-fd", str(fd), *self.s.log.argv()]
-        if child.name == "vrrp":
-            masters = [name for name, state in child.states.items() if state == "MASTER"]
-            argv += ["--resume", json.dumps(masters), "--overrides", json.dumps(self.overrides)]
-            if self.s.vrrp_pid_file:
-                argv += ["--pid-file", self.s.vrrp_pid_file]
-            if not self.s.release_vips:
-                argv.append("-V")
-        return argv
+        key = self.s.key
+        argv = [sys.executable, "-m", child.kind.module, "-f", self.s.path,
+                "-i", self.s.config_id, "--ipc-fd", str(fd), *self.s.log.argv(),
+                "--last-state", json.dumps(self.events.state_of(child.name)),
+                "--kept", json.dumps(self.kept.get(child.name, {}))]
+        if key.namespace:
+            argv += ["--namespace", key.namespace]
+        if key.instance:
+            argv += ["--instance", key.instance]
+        pid_file = self.s.child_pid_files.get(child.name)
+        if pid_file:
+            argv += ["--pid-file", pid_file]
+        return argv + list(child.kind.extra_argv(self.s))
 
     async def _start_child(self, child: Child) -> None:
         from .ipc import Channel
@@ -241,29 +288,28 @@ class Supervisor:
         child.started, child.started_mono = time.time(), time.monotonic()
         child.ready, child.restarting = False, False
         child.last_heartbeat = time.monotonic()
-        log.info("Starting %s child process, pid=%d", child.ident, child.proc.pid)
+        log.info("Starting %s child process, pid=%d", child.kind.ident, child.proc.pid)
         listening = asyncio.create_task(
             child.channel.serve(lambda m, c=child: self._on_event(c, m)))
         self._spawn_task(self._reap(child, child.proc, listening))
 
     def _on_event(self, child: Child, message: dict[str, Any]) -> None:
         event = message.get("event")
-        if event == "heartbeat":
-            child.last_heartbeat = time.monotonic()
-            child.states = dict(message.get("states") or {})
-        elif event == "states":
-            child.last_heartbeat = time.monotonic()
-            child.states.update(message.get("changed") or {})
+        child.last_heartbeat = time.monotonic()
+        if event == "publish":
+            self.events.publish(child.name, str(message.get("topic")),
+                                message.get("items") or {}, bool(message.get("replace")))
         elif event == "ready":
-            child.last_heartbeat = time.monotonic()
             first = not child.ready and child.restarts == 0
             child.ready = True
+            self.events.attach(child.name, child.kind.consumes, child.channel.send)
             if first and all(c.ready for c in self.children):
                 self._ready()
 
     async def _reap(self, child: Child, proc: asyncio.subprocess.Process,
                     listening: asyncio.Task) -> None:
         code = await proc.wait()
+        self.events.detach(child.name)
         # Its last words (a state change just before it died) may still be in the
         # socket: read them to the end, or a MASTER would not be resumed.
         try:
@@ -272,12 +318,13 @@ class Supervisor:
             listening.cancel()
         if child.channel is not None:
             child.channel.close()
+        child.ready = False
         child.last_exit = (f"killed by {signal.Signals(-code).name}" if code < 0
                            else f"exit {code}")
-        if self.stopping:
+        if self.stopping or child.retired:
             return
         if code in PERMANENT_EXITS:
-            log.error("%s exited with permanent error %s. Terminating", child.ident,
+            log.error("%s exited with permanent error %s. Terminating", child.kind.ident,
                       PERMANENT_EXITS[code])
             self.exit_code = code
             await self.stop()
@@ -296,7 +343,7 @@ class Supervisor:
             log.info("Restart of %s process delayed %d seconds to limit respawn rate",
                      child.name, wait)
             await asyncio.sleep(wait)
-        if self.stopping:
+        if self.stopping or child.retired:
             return
         child.restarts += 1
         await self._start_child(child)
@@ -311,7 +358,7 @@ class Supervisor:
             for child in self.children:
                 if not child.running or child.restarting:
                     continue
-                limit = HUNG_AFTER if child.ready else STARTUP_LIMIT
+                limit = child.kind.hung_after if child.ready else STARTUP_LIMIT
                 silent = now - child.last_heartbeat
                 if silent > limit:
                     healthy = False
@@ -337,8 +384,8 @@ class Supervisor:
         except ConnectionError as err:
             return {"ok": False, "error": f"the {child.name} process is gone ({err})"}
 
-    def _vrrp(self) -> Child | None:
-        return next((c for c in self.children if c.name == "vrrp"), None)
+    def _child(self, name: str) -> Child | None:
+        return next((c for c in self.children if c.name == name and not c.retired), None)
 
     async def reload(self) -> dict[str, Any]:
         async with self._reloading:
@@ -346,21 +393,49 @@ class Supervisor:
             log.info("Reloading ...")
             try:
                 try:
-                    result = (await asyncio.to_thread(
-                        read_config, self.s.path, self.s.config_id, True)).result
+                    root = await asyncio.to_thread(self._read_for_reload)
                 except ConfigRefused as refused:
                     refused.log("Reload refused: the running configuration is kept")
                     self._write_check_log(refused.lines)
                     return {"ok": False, "error": "configuration refused",
                             "errors": refused.lines}
-                self.s.reload_check_log = reload_check_log(result.root)
-                answers = {}
-                for child in self.children:
-                    answers[child.name] = await self._ask(child, {"request": "reload"}, 300.0)
-                ok = all(a.get("ok") for a in answers.values())
-                return {"ok": ok, "children": answers}
+                self.root = root
+                self.s.reload_check_log = reload_check_log(root)
+                return {"ok": True, "children": await self._reload_children(root)}
             finally:
                 self._ready()
+
+    def _read_for_reload(self) -> Node:
+        """The new configuration, refused when the parser or any child that will run
+        it finds an error: a reload is all or nothing."""
+        root = read_checked(self.s.path, self.s.config_id, strict=True).root
+        errors = [e for kind in self._wanted(root) for e in kind.check(root, self.s.path)]
+        if errors:
+            raise ConfigRefused(errors)
+        return root
+
+    async def _reload_children(self, root: Node) -> dict[str, Any]:
+        """Running children reload; a kind the configuration no longer needs stops, one
+        it needs now starts (keepalived 2.2.7 does the same at a reload)."""
+        wanted = self._wanted(root)
+        answers: dict[str, Any] = {}
+        for child in list(self.children):
+            if child.retired:
+                continue
+            if child.kind in wanted:
+                answers[child.name] = await self._ask(child, {"request": "reload"}, 300.0)
+                continue
+            log.info("%s is no longer needed by the configuration: stopping it", child.name)
+            child.retired = True
+            await self._stop_child(child)
+            self.events.withdraw(child.name)
+            answers[child.name] = {"ok": True, "stopped": True}
+        self.children = [c for c in self.children if not c.retired]
+        for kind in wanted:
+            if self._child(kind.name) is None:
+                await self._add_child(kind)
+                answers[kind.name] = {"ok": True, "started": True}
+        return answers
 
     def _write_check_log(self, lines: list[str]) -> None:
         """``reload_check_config LOG_FILE``: the refused reload's errors go there too."""
@@ -374,22 +449,19 @@ class Supervisor:
 
     async def dump(self, kind: str) -> dict[str, Any]:
         answers: dict[str, Any] = {}
-        if kind == "data":
-            answers["parent"] = await self._parent_dump()
-        vrrp = self._vrrp()
-        if vrrp is not None:
-            answers["vrrp"] = await self._ask(vrrp, {"request": "dump", "kind": kind})
+        if kind == "data" and self.parent_dump is not None:
+            answers["parent"] = self._parent_dump()
+        for child in self.children:
+            if kind in child.kind.dumps:
+                answers[child.name] = await self._ask(child, {"request": "dump", "kind": kind})
         return {"ok": all(a.get("ok") for a in answers.values()), "dumps": answers}
 
-    async def _parent_dump(self) -> dict[str, Any]:
-        from . import dumps
+    def _parent_dump(self) -> dict[str, Any]:
+        assert self.parent_dump is not None
         try:
-            result = (await asyncio.to_thread(
-                read_config, self.s.path, self.s.config_id, False)).result
-            glob = dumps.global_settings(result.root)
-            path = dumps.dump_paths({"global": glob})["parent"]
-            dumps.write_atomic(path, dumps.parent_dump({"global": glob}))
-        except (ConfigRefused, OSError) as err:
+            path, text = self.parent_dump(self.root, self.s.key)
+            write_atomic(path, text)
+        except OSError as err:
             return {"ok": False, "error": str(err)}
         log.info("Printing parent data for process(%d) on signal", os.getpid())
         return {"ok": True, "path": str(path)}
@@ -397,16 +469,18 @@ class Supervisor:
     async def status(self) -> dict[str, Any]:
         agent = {"version": __version__, "pid": os.getpid(), "started": self.started,
                  "config_file": os.path.abspath(self.s.path),
+                 "namespace": self.s.key.namespace, "instance": self.s.key.instance,
                  "children": [c.describe() for c in self.children]}
-        vrrp = self._vrrp()
-        snapshot = None
-        if vrrp is not None:
-            answer = await self._ask(vrrp, {"request": "snapshot"})
-            if not answer.get("ok"):
-                return {"ok": False, "error": answer.get("error", "no VRRP state"),
-                        "agent": agent}
-            snapshot = answer["result"]
-        return {"ok": True, "agent": agent, "vrrp": snapshot}
+        answer: dict[str, Any] = {"ok": True, "agent": agent}
+        for kind in self.kinds:
+            answer[kind.name] = None
+        for child in self.children:
+            reply = await self._ask(child, {"request": "snapshot"})
+            if not reply.get("ok"):
+                return {"ok": False, "agent": agent,
+                        "error": reply.get("error", f"no {child.name} state")}
+            answer[child.name] = reply["result"]
+        return answer
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         what = request.get("request")
@@ -416,67 +490,70 @@ class Supervisor:
             return await self.reload()
         if what == "dump":
             return await self.dump(str(request.get("what", "data")))
-        if what == "set":
-            return await self.set_override(request)
+        for child in self.children:
+            if what in child.kind.requests:
+                return await self._handed(child, request)
+        if any(what in k.requests for k in self.kinds):
+            return {"ok": False, "error": f"no process runs that answers {what!r}"}
         return {"ok": False, "error": f"unknown request {what!r}"}
 
-    async def set_override(self, request: dict[str, Any]) -> dict[str, Any]:
-        vrrp = self._vrrp()
-        if vrrp is None:
-            return {"ok": False, "error": "no VRRP process runs"}
-        fields = {k: request[k] for k in ("instance", "priority", "force_backup") if k in request}
-        answer = await self._ask(vrrp, {"request": "set", **fields})
-        if answer.get("ok"):
-            setting = {"priority": answer["priority_override"],
-                       "force_backup": answer["force_backup"]}
-            if setting == {"priority": None, "force_backup": False}:
-                self.overrides.pop(answer["instance"], None)
+    async def _handed(self, child: Child, request: dict[str, Any]) -> dict[str, Any]:
+        """A request a child answers; what it asks to keep (``"keep": {KEY: VALUE|null}``)
+        is kept for its restarts and in the maintenance file."""
+        answer = await self._ask(child, request)
+        keep = answer.pop("keep", None)
+        if not answer.get("ok") or not isinstance(keep, dict):
+            return answer
+        kept = self.kept.setdefault(child.name, {})
+        for key, value in keep.items():
+            if value is None:
+                kept.pop(key, None)
             else:
-                self.overrides[answer["instance"]] = setting
-            if self.s.maintenance_file:
-                try:
-                    save_maintenance(self.s.maintenance_file, self.overrides)
-                except OSError as err:
-                    log.error("Cannot keep the maintenance settings in %s: %s",
-                              self.s.maintenance_file, err)
-                    answer = {**answer, "warning": "applied, but not kept across a restart: "
-                              f"{self.s.maintenance_file}: {err.strerror}"}
+                kept[key] = value
+        if self.s.maintenance_file:
+            try:
+                save_kept(self.s.maintenance_file, self.kept)
+            except OSError as err:
+                log.error("Cannot keep the maintenance settings in %s: %s",
+                          self.s.maintenance_file, err)
+                answer = {**answer, "warning": "applied, but not kept across a restart: "
+                          f"{self.s.maintenance_file}: {err.strerror}"}
         return answer
 
     def _start_metrics(self, loop: asyncio.AbstractEventLoop) -> None:
         from .metrics import start_metrics_server, state_from_loop
-        server = start_metrics_server(self.s.metrics_listen, state_from_loop(loop, self.handle))
+        server = start_metrics_server(self.s.metrics_listen, state_from_loop(loop, self.handle),
+                                      kinds=self.kinds)
         log.info("Prometheus metrics on http://%s/metrics", self.s.metrics_listen)
         self._metrics = server.close
 
 
-def load_maintenance(path: str | None) -> dict[str, dict[str, Any]]:
-    """The maintenance settings kept in ``path`` ({} when there are none).
+def load_kept(path: str | None) -> dict[str, dict[str, Any]]:
+    """The settings kept in ``path``, by child ({} when there are none).
 
     A file that cannot be read is logged and ignored: the agent then runs the
-    configuration as written, the safe side for a host coming back."""
+    configuration as written, the safe side for a host coming back.  Each
+    child checks its own part again when it starts."""
     if not path or not os.path.exists(path):
         return {}
     try:
         data = json.loads(Path(path).read_text())
-        settings = {}
-        for name, s in data["instances"].items():
-            kept = Override(s.get("priority"), bool(s["force_backup"]))    # checks the priority
-            settings[str(name)] = {"priority": kept.priority, "force_backup": kept.force_backup}
+        if data.get("schema_version", 1) == 1:       # 0.1: VRRP's instances only
+            data = {"children": {"vrrp": data["instances"]}}
+        kept = data["children"]
+        if not all(isinstance(values, dict) and all(isinstance(v, dict) for v in values.values())
+                   for values in kept.values()):
+            raise ValueError("a setting is not an object")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         log.error("Ignoring the maintenance settings in %s: %s", path, err)
         return {}
-    for name, s in settings.items():
-        log.info("(%s) maintenance kept from before: priority %s, force backup %s", name,
-                 s["priority"] if s["priority"] is not None else "as configured",
-                 "on" if s["force_backup"] else "off")
-    return settings
+    return kept
 
 
-def save_maintenance(path: str, overrides: dict[str, dict[str, Any]]) -> None:
-    Path(path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    from .dumps import write_atomic
-    write_atomic(path, json.dumps({"schema_version": 1, "instances": overrides},
+def save_kept(path: str, kept: dict[str, dict[str, Any]]) -> None:
+    make_dir(Path(path).parent)
+    write_atomic(path, json.dumps({"schema_version": KEPT_SCHEMA,
+                                   "children": {k: v for k, v in kept.items() if v}},
                                   indent=2, sort_keys=True) + "\n")
 
 
@@ -486,20 +563,6 @@ def reload_check_log(root: Node) -> str | None:
         value = glob.get("reload_check_config")
         if value:
             return os.path.abspath(value)
-    return None
-
-
-def already_running(pid_file: str | None) -> int | None:
-    """The pid in ``pid_file`` if that process is alive (keepalived refuses to start then)."""
-    if not pid_file:
-        return None
-    try:
-        pid = int(Path(pid_file).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, 0)
-        return pid if pid != os.getpid() else None
     return None
 
 

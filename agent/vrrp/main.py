@@ -1,18 +1,18 @@
 """The VRRP process: the instances of one configuration, until told to stop.
 
-The parent (agent/core/supervisor.py) starts it with a socketpair to talk
-over (agent/core/ipc.py): it answers requests (snapshot, reload, dump, stop)
-and sends a heartbeat every second from its event loop, which is how the
-parent tells a hung process from a busy one.  The process also takes
-keepalived's signals itself, as keepalived's children do.  When the parent is
-gone (its end of the line closes) it stops gracefully.
+The parent (agent/core/supervisor.py) starts it as its declaration
+(``child.py``) says, with a socketpair to talk over (agent/core/ipc.py): it
+answers requests (snapshot, reload, dump, set, stop), publishes the state of
+its instances (topic ``vrrp.instance``, agent/core/events.py) and sends a
+heartbeat every second from its event loop, which is how the parent tells a
+hung process from a busy one.  The process also takes keepalived's signals
+itself, as keepalived's children do.  When the parent is gone (its end of the
+line closes) it stops gracefully.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -23,12 +23,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ParseResult, load
-from ..config.diag import Level
+from ..config import ParseResult
 from ..core import logs
+from ..core.children import child_parser
+from ..core.daemon import (
+    EXIT_CONFIG,
+    EXIT_FATAL,
+    SIGJSON,
+    SIGSTATS_CLEAR,
+    ConfigRefused,
+    read_checked,
+)
+from ..core.events import publish_message
 from ..core.ipc import Channel, ChannelClosed, Message
+from ..core.paths import AgentKey
 from ..host.scripts import ConfigScripts, cmd_str, config_scripts, run_script
 from .build import BuildError, InstanceSpec, build_instances
+from .child import INSTANCE_TOPIC
 from .engine import Action, LowerPriorityHeard, PriorityChanged, State
 from .events import StateEvents
 from .kernel import KernelError
@@ -40,36 +51,6 @@ from .tracking_io import Trackers
 log = logging.getLogger("keepalived_py")
 
 HEARTBEAT_EVERY = 1.0
-# keepalived's exit codes that tell the parent not to respawn (lib/scheduler.h)
-EXIT_FATAL = 1
-EXIT_CONFIG = 2
-SIGJSON = signal.SIGRTMIN + 2
-SIGSTATS_CLEAR = signal.SIGRTMAX - 1
-
-
-class ConfigRefused(Exception):
-    """A configuration that cannot be run; ``lines`` say why, each with file and line."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("; ".join(lines))
-        self.lines = lines
-
-    def log(self, verdict: str) -> None:
-        """Each reason, then what follows from it."""
-        for line in self.lines:
-            log.error("%s", line)
-        log.error("%s", verdict)
-
-
-def errors_of(result: ParseResult) -> list[str]:
-    """The diagnostics that make a reload refuse a configuration: every error.
-
-    At start keepalived runs a configuration with errors, skipping what is
-    wrong, and so do we; on reload we keep the running one instead (as
-    keepalived does with ``reload_check_config``), since the old one works.
-    """
-    return [str(d) for d in result.diags
-            if Level.OK < d.level < Level.WARNING or d.level is Level.SECURITY_ERROR]
 
 
 @dataclass
@@ -90,11 +71,7 @@ def refused_scripts(scripts: ConfigScripts) -> set[str]:
 
 
 def read_config(path: str, config_id: str, strict: bool) -> Config:
-    result = load(path, config_id=config_id)
-    cannot_run = result.diags.highest() in (Level.FILE_NOT_FOUND, Level.FATAL)
-    errors = errors_of(result)
-    if cannot_run or (strict and errors):
-        raise ConfigRefused(errors or [f"{path}: the configuration cannot be run"])
+    result = read_checked(path, config_id, strict)
     scripts = config_scripts(result.root)
     try:
         return Config(result, build_instances(result.root,
@@ -120,6 +97,7 @@ class Options:
     config_id: str
     release: bool = True                # False: -V, leave the VIPs on stop
     pid_file: str | None = None
+    key: AgentKey = field(default_factory=AgentKey)
     resume: list[str] = field(default_factory=list)
     overrides: dict[str, Override] = field(default_factory=dict)
     ipc_fd: int | None = None
@@ -176,6 +154,7 @@ class VrrpProcess:
             Path(self.opts.pid_file).parent.mkdir(parents=True, exist_ok=True)
             Path(self.opts.pid_file).write_text(f"{os.getpid()}\n")
         log.info("Startup complete")
+        self._publish_all()
         self._event({"event": "ready", "pid": os.getpid()})
         self._spawn(self._heartbeat())
         await self.done.wait()
@@ -249,14 +228,19 @@ class VrrpProcess:
 
     def _send_changes(self) -> None:
         changes, self._changes = self._changes, {}
-        self._event({"event": "states", "changed": changes})
+        self._event(publish_message(INSTANCE_TOPIC,
+                                    {name: {"state": state} for name, state in changes.items()}))
 
-    def _send_states(self) -> None:
-        self._event({"event": "heartbeat", "states": self.runtime.states()})
+    def _publish_all(self) -> None:
+        """Every instance's state; instances that are gone are withdrawn."""
+        self._changes.clear()
+        self._event(publish_message(
+            INSTANCE_TOPIC, {name: {"state": state}
+                             for name, state in self.runtime.states().items()}, replace=True))
 
     async def _heartbeat(self) -> None:
         while True:
-            self._send_states()
+            self._event({"event": "heartbeat"})
             await asyncio.sleep(HEARTBEAT_EVERY)
 
     async def _listen(self) -> None:
@@ -298,9 +282,12 @@ class VrrpProcess:
         except (KeyError, ValueError) as err:
             return {"ok": False, "error": str(err.args[0])}
         run = next(r for r in self.runtime.instances if r.spec.cfg.name == name)
+        kept = None if wanted == Override() else {"priority": wanted.priority,
+                                                  "force_backup": wanted.force_backup}
         return {"ok": True, "instance": name, "priority_override": wanted.priority,
                 "force_backup": wanted.force_backup, "state": run.engine.state.name,
-                "effective_priority": run.engine.effective_priority}
+                "effective_priority": run.engine.effective_priority,
+                "keep": {name: kept}}
 
     async def snapshot(self) -> dict:
         from .snapshot import vrrp_snapshot
@@ -380,7 +367,7 @@ class VrrpProcess:
                     "unchanged": len(report.unchanged)}
 
     async def dump(self, kind: str) -> Message:
-        from ..core import dumps
+        from . import dumps
         async with self._busy:
             words = {"data": "VRRP data", "stats": "VRRP stats",
                      "stats_clear": "and clearing VRRP stats", "json": "VRRP as json"}
@@ -388,7 +375,7 @@ class VrrpProcess:
                 return {"ok": False, "error": f"unknown dump {kind!r}"}
             log.info("Printing %s for process(%d) on signal", words[kind], os.getpid())
             snap = await self.snapshot()
-            paths = dumps.dump_paths(snap)
+            paths = dumps.dump_paths(snap, self.opts.key)
             if kind == "data":
                 path, text = paths["data"], dumps.data_dump(snap, self._tracker_dump())
             elif kind == "json":
@@ -401,36 +388,41 @@ class VrrpProcess:
             return {"ok": True, "path": str(path)}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keepalived-py vrrp process")
-    parser.add_argument("-f", dest="path", required=True)
-    parser.add_argument("-i", dest="config_id", required=True)
-    parser.add_argument("--ipc-fd", type=int)
-    parser.add_argument("--pid-file")
-    parser.add_argument("--resume", default="[]", help="JSON list of instances that were MASTER")
-    parser.add_argument("--overrides", default="{}",
-                        help='JSON {"name": {"priority": P, "force_backup": B}}')
-    parser.add_argument("-V", dest="keep_vips", action="store_true")
-    parser.add_argument("-l", dest="console", action="store_true")
-    parser.add_argument("-D", dest="detail", action="store_true")
-    parser.add_argument("-G", dest="no_syslog", action="store_true")
-    parser.add_argument("-S", dest="facility", default="daemon")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    overrides = {name: Override(**o) for name, o in json.loads(args.overrides).items()}
+    parser = child_parser("keepalived-py vrrp process")
+    parser.add_argument("-V", dest="keep_vips", action="store_true")
+    args = parser.parse_args(argv)
+    logs.setup("Keepalived_vrrp", logs.LogOptions(console=args.console, detail=args.detail,
+                                                  facility=args.facility,
+                                                  syslog=not args.no_syslog))
+    last = args.last_state.get(INSTANCE_TOPIC, {})
     opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_vips,
-                   pid_file=args.pid_file, resume=json.loads(args.resume), ipc_fd=args.ipc_fd,
-                   overrides=overrides,
+                   pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
+                   resume=[name for name, v in last.items() if v.get("state") == "MASTER"],
+                   ipc_fd=args.ipc_fd, overrides=kept_overrides(args.kept),
                    log=logs.LogOptions(console=args.console, detail=args.detail,
                                        facility=args.facility, syslog=not args.no_syslog))
     return run(opts)
 
 
+def kept_overrides(kept: dict) -> dict[str, Override]:
+    """The maintenance settings the parent kept for us; one that is not valid is
+    logged and dropped (its instance runs as configured: the safe side)."""
+    overrides = {}
+    for name, setting in kept.items():
+        try:
+            overrides[name] = Override(setting.get("priority"), bool(setting["force_backup"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            log.error("(%s) ignoring the kept maintenance setting %r: %s", name, setting, err)
+            continue
+        o = overrides[name]
+        log.info("(%s) maintenance kept from before: priority %s, force backup %s", name,
+                 o.priority if o.priority is not None else "as configured",
+                 "on" if o.force_backup else "off")
+    return overrides
+
+
 def run(opts: Options) -> int:
-    logs.setup("Keepalived_vrrp", opts.log)
     try:
         config = read_config(opts.path, opts.config_id, strict=False)
     except ConfigRefused as refused:

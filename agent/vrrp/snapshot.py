@@ -1,7 +1,7 @@
 """The visible state of the VRRP process, as one JSON-able dict.
 
 ``vrrp_snapshot(runtime)`` is what the control socket answers under "vrrp",
-what Ansible facts and ``status`` read, and what ``core/dumps.py`` turns into
+what Ansible facts and ``status`` read, and what ``vrrp/dumps.py`` turns into
 keepalived 2.2.7's keepalived.data / .stats / .json files.  Only str, int,
 float, bool, None, list and dict appear in it; times are Unix epoch seconds.
 docs/control-socket.md describes every field.

@@ -42,7 +42,8 @@ from typing import Any
 
 import pytest
 from keepalived_py.config import load, parse
-from keepalived_py.core import dumps
+from keepalived_py.core.paths import AgentKey, write_atomic
+from keepalived_py.vrrp import dumps
 from keepalived_py.vrrp import engine as e
 from keepalived_py.vrrp import snapshot as snap_mod
 from keepalived_py.vrrp.build import build_instances
@@ -552,12 +553,12 @@ def test_rule_format(words: tuple[str, ...], text: str) -> None:
 
 def test_dump_paths_default_to_tmpdir() -> None:
     glob = snap_mod.global_snapshot(None)
-    assert dumps.dump_paths(glob, {"TMPDIR": "/run/x"}) == {
+    assert dumps.dump_paths(glob, environ={"TMPDIR": "/run/x"}) == {
         "data": Path("/run/x/keepalived.data"),
         "parent": Path("/run/x/keepalived_parent.data"),
         "stats": Path("/run/x/keepalived.stats"),
         "json": Path("/run/x/keepalived.json")}
-    assert dumps.dump_paths({"global": glob}, {})["data"] == Path("/tmp/keepalived.data")
+    assert dumps.dump_paths({"global": glob}, environ={})["data"] == Path("/tmp/keepalived.data")
 
 
 def test_dump_paths_follow_the_dump_file_settings() -> None:
@@ -565,11 +566,22 @@ def test_dump_paths_follow_the_dump_file_settings() -> None:
         "instance ka1\nglobal_defs {\n data_use_instance\n"
         " state_dump_file /var/lib/ka/state.txt\n stats_dump_file /var/lib/ka/\n"
         " json_dump_file status.json\n}\n")).root)
-    assert dumps.dump_paths(glob, {"TMPDIR": "/t"}) == {
+    assert dumps.dump_paths(glob, AgentKey(None, "ka1"), {"TMPDIR": "/t"}) == {
         "data": Path("/var/lib/ka/state.ka1.txt"),
         "parent": Path("/var/lib/ka/state_parent.ka1.txt"),
-        "stats": Path("/var/lib/ka/keepalived.stats"),
-        "json": Path("/t/status.json")}
+        "stats": Path("/var/lib/ka/keepalived.ka1.stats"),
+        "json": Path("/t/status.ka1.json")}
+
+
+def test_dump_paths_of_an_agent_in_a_namespace() -> None:
+    # keepalived names only the data files, and only with data_use_instance; an agent
+    # of ours with a key names all four, so that two agents never share one
+    glob = snap_mod.global_snapshot(None)
+    assert dumps.dump_paths(glob, AgentKey("blue", "lb1"), {}) == {
+        "data": Path("/tmp/keepalived.blue_lb1.data"),
+        "parent": Path("/tmp/keepalived_parent.blue_lb1.data"),
+        "stats": Path("/tmp/keepalived.blue_lb1.stats"),
+        "json": Path("/tmp/keepalived.blue_lb1.json")}
 
 
 def test_write_atomic(tmp_path: Path) -> None:
@@ -577,10 +589,10 @@ def test_write_atomic(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("keep me\n")
     target.symlink_to(elsewhere)        # a planted link is replaced, not followed
-    dumps.write_atomic(target, "one\n")
+    write_atomic(target, "one\n")
     assert target.read_text() == "one\n" and not target.is_symlink()
     assert elsewhere.read_text() == "keep me\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
-    dumps.write_atomic(target, "two\n")
+    write_atomic(target, "two\n")
     assert target.read_text() == "two\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "keepalived.data"]

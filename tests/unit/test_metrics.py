@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from keepalived_py.children import KINDS
 from keepalived_py.core.metrics import (
-    ERROR_STATS,
     MetricsServer,
     parse_listen,
     start_metrics_server,
     state_from_loop,
 )
+from keepalived_py.vrrp.metrics import ERROR_STATS
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -87,7 +88,7 @@ def server(current: dict[str, Any]) -> Iterator[MetricsServer]:
             raise answer
         return answer
 
-    with start_metrics_server(":0", get_state) as metrics:
+    with start_metrics_server(":0", get_state, kinds=KINDS) as metrics:
         yield metrics
 
 
@@ -183,7 +184,8 @@ def test_unknown_state_and_odd_fields(server: MetricsServer, current: dict[str, 
 
 
 def test_close_frees_the_port() -> None:
-    metrics = start_metrics_server("127.0.0.1:0", lambda: state(), process_metrics=False)
+    metrics = start_metrics_server("127.0.0.1:0", lambda: state(), kinds=KINDS,
+                                   process_metrics=False)
     samples = scrape(metrics)
     assert not names(samples, "process_")
     port = metrics.address[1]
@@ -198,7 +200,7 @@ def test_ipv6_loopback() -> None:
             probe.bind(("::1", 0))
     except OSError as exc:
         pytest.skip(f"no IPv6 loopback here: {exc}")
-    with start_metrics_server("[::1]:0", lambda: state()) as metrics:
+    with start_metrics_server("[::1]:0", lambda: state(), kinds=KINDS) as metrics:
         assert metrics.address[0] == "::1"
         assert value(scrape(metrics), "keepalived_py_up") == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from keepalived_py.children import KINDS
 from keepalived_py.core.status import duration, render_status
 
 NOW = 1_760_000_000.0
@@ -52,7 +53,7 @@ def cell(row: str, start: int) -> str:
 
 
 def test_header_tells_version_pid_uptime_config_and_children() -> None:
-    lines = render_status(answer(), now=NOW).splitlines()
+    lines = render_status(KINDS, answer(), now=NOW).splitlines()
     assert lines[0] == ("keepalived-py 0.1.0, pid 1234, up 2h03m, "
                         "config /etc/keepalived/keepalived.conf")
     assert lines[1] == "children: vrrp (pid 1240, 2 restarts, last exit: killed by SIGKILL)"
@@ -60,7 +61,7 @@ def test_header_tells_version_pid_uptime_config_and_children() -> None:
 
 
 def test_one_aligned_row_per_instance() -> None:
-    lines = render_status(answer(), now=NOW).splitlines()
+    lines = render_status(KINDS, answer(), now=NOW).splitlines()
     header, first, second = lines[3:6]
     assert len(lines) == 6
     at = columns(header)
@@ -75,7 +76,7 @@ def test_one_aligned_row_per_instance() -> None:
 
 
 def test_wide_lists_every_address_under_the_first() -> None:
-    lines = render_status(answer(), wide=True, now=NOW).splitlines()
+    lines = render_status(KINDS, answer(), wide=True, now=NOW).splitlines()
     header, first, more, second = lines[3:7]
     vips = header.index("VIPS")
     assert header.endswith("VIPS") and vips > header.index("LAST CHANGE")
@@ -86,7 +87,7 @@ def test_wide_lists_every_address_under_the_first() -> None:
 
 def test_plain_ascii_without_trailing_blanks() -> None:
     for wide in (False, True):
-        text = render_status(answer(), wide=wide, now=NOW)
+        text = render_status(KINDS, answer(), wide=wide, now=NOW)
         assert text.isascii() and "\x1b" not in text
         assert all(line == line.rstrip() for line in text.splitlines())
         assert text.endswith("\n")
@@ -95,7 +96,7 @@ def test_plain_ascii_without_trailing_blanks() -> None:
 def test_missing_fields_show_as_a_dash() -> None:
     sparse = {"ok": True, "agent": {"version": "0.2.0"},
               "vrrp": {"instances": [{"name": "VI_old"}, {"state": "FAULT", "vips": []}]}}
-    lines = render_status(sparse, now=NOW).splitlines()
+    lines = render_status(KINDS, sparse, now=NOW).splitlines()
     assert lines[0] == "keepalived-py 0.2.0, pid -, up -, config -"
     header, old, nameless = lines[2:5]
     at = columns(header)
@@ -112,14 +113,14 @@ def test_effective_priority_alone_or_equal_to_base_has_no_brackets() -> None:
         {"name": "c", "base_priority": 100, "effective_priority": 100},
         {"name": "d", "base_priority": 100, "effective_priority": 0},
     ]}}
-    rows = render_status(base_only, now=NOW).splitlines()[2:]
+    rows = render_status(KINDS, base_only, now=NOW).splitlines()[2:]
     prio = columns(rows[0])["PRIO"]
     assert [cell(row, prio) for row in rows[1:]] == ["100", "90", "100", "0 (100)"]
 
 
 @pytest.mark.parametrize("vrrp", [None, "garbage", 7])
 def test_no_vrrp_child(vrrp: Any) -> None:
-    text = render_status({"ok": True, "agent": {"version": "0.1.0"}, "vrrp": vrrp}, now=NOW)
+    text = render_status(KINDS, {"ok": True, "agent": {"version": "0.1.0"}, "vrrp": vrrp}, now=NOW)
     assert text.splitlines()[-1] == "no VRRP process running"
 
 
@@ -130,7 +131,7 @@ def test_wrong_types_do_not_crash() -> None:
            "vrrp": {"instances": ["VI_1", {"name": "VI_2", "last_transition": None,
                                            "vips": "10.0.0.1", "stats": None}],
                     "sync_groups": [{"name": "G1", "state": "MASTER"}, "G2"]}}
-    lines = render_status(odd, now=NOW).splitlines()
+    lines = render_status(KINDS, odd, now=NOW).splitlines()
     assert lines[0].endswith("up -, config -")
     assert lines[1] == "children: bfd (not running)"
     assert lines[4].startswith("VI_2") and lines[4].endswith("-")
@@ -139,8 +140,8 @@ def test_wrong_types_do_not_crash() -> None:
 
 def test_no_instances_and_an_error_answer() -> None:
     empty = {"ok": True, "agent": {}, "vrrp": {"instances": []}}
-    assert render_status(empty, now=NOW).splitlines()[-1] == "no VRRP instances"
-    error = render_status({"ok": False, "error": "reload failed"})
+    assert render_status(KINDS, empty, now=NOW).splitlines()[-1] == "no VRRP instances"
+    error = render_status(KINDS, {"ok": False, "error": "reload failed"})
     assert error == "keepalived-py: error: reload failed\n"
 
 

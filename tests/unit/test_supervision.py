@@ -14,12 +14,10 @@ import pytest
 from keepalived_py.cli import SIGNALS, main
 from keepalived_py.core import logs
 from keepalived_py.core.ipc import Channel, ChannelClosed
-from keepalived_py.core.supervisor import (
-    already_running,
-    load_maintenance,
-    next_delay,
-    save_maintenance,
-)
+from keepalived_py.core.paths import live_pid
+from keepalived_py.core.supervisor import load_kept, next_delay, save_kept
+from keepalived_py.vrrp.main import kept_overrides
+from keepalived_py.vrrp.runtime import Override
 
 
 def test_back_off_follows_keepalived_calc_restart_delay() -> None:
@@ -64,19 +62,21 @@ def test_channel_answers_requests_and_passes_events() -> None:
     asyncio.run(scenario())
 
 
-def test_already_running_reads_a_live_pid_only(tmp_path) -> None:  # noqa: ANN001
+def test_live_pid_reads_a_live_pid_only(tmp_path) -> None:  # noqa: ANN001
     pid_file = tmp_path / "k.pid"
-    assert already_running(str(pid_file)) is None
+    assert live_pid(str(pid_file)) is None
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         pid_file.write_text(f"{sleeper.pid}\n")
-        assert already_running(str(pid_file)) == sleeper.pid
+        assert live_pid(str(pid_file)) == sleeper.pid
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert already_running(str(pid_file)) is None
+    assert live_pid(str(pid_file)) is None
     pid_file.write_text("garbage")
-    assert already_running(str(pid_file)) is None
+    assert live_pid(str(pid_file)) is None
+    pid_file.write_text(f"{os.getpid()}\n")
+    assert live_pid(str(pid_file)) is None       # ourselves
 
 
 def test_journal_stream_gets_priority_prefixes(tmp_path) -> None:  # noqa: ANN001
@@ -116,18 +116,32 @@ def test_signum_prints_the_signal_numbers(name: str, capsys: pytest.CaptureFixtu
 
 
 
-def test_maintenance_settings_round_trip_and_a_bad_file_is_ignored(
+def test_kept_settings_round_trip_and_a_bad_file_is_ignored(
         tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "state" / "maintenance.json"
-    assert load_maintenance(str(path)) == {}
-    kept = {"VI_1": {"priority": None, "force_backup": True},
-            "VI_2": {"priority": 50, "force_backup": False}}
-    save_maintenance(str(path), kept)
-    assert load_maintenance(str(path)) == kept
-    for bad in ("{", '{"instances": []}', '{"instances": {"VI_1": {"priority": 300, '
-                '"force_backup": false}}}', '{"instances": {"VI_1": {"priority": 5}}}'):
+    assert load_kept(str(path)) == {}
+    kept = {"vrrp": {"VI_1": {"priority": None, "force_backup": True},
+                     "VI_2": {"priority": 50, "force_backup": False}}}
+    save_kept(str(path), kept)
+    assert load_kept(str(path)) == kept
+    # the file of 0.1.0: VRRP's instances alone
+    path.write_text('{"schema_version": 1, "instances": {"VI_1": {"priority": 7, '
+                    '"force_backup": false}}}')
+    assert load_kept(str(path)) == {"vrrp": {"VI_1": {"priority": 7, "force_backup": False}}}
+    for bad in ("{", '{"instances": []}', '{"schema_version": 2, "children": {"vrrp": 3}}',
+                '{"schema_version": 2, "children": {"vrrp": {"VI_1": 5}}}'):
         path.write_text(bad)
         with caplog.at_level(logging.ERROR):
             caplog.clear()
-            assert load_maintenance(str(path)) == {}
+            assert load_kept(str(path)) == {}
         assert f"Ignoring the maintenance settings in {path}" in caplog.text
+
+
+def test_vrrp_checks_the_kept_settings_it_is_given(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        overrides = kept_overrides({"VI_1": {"priority": 300, "force_backup": False},
+                                    "VI_2": {"priority": 5},
+                                    "VI_3": {"priority": None, "force_backup": True}})
+    assert overrides == {"VI_3": Override(None, True)}
+    assert "(VI_1) ignoring the kept maintenance setting" in caplog.text
+    assert "(VI_2) ignoring the kept maintenance setting" in caplog.text

@@ -25,21 +25,22 @@ and keepalived_parent.data takes the same name with "_parent" before the
 extension.  2.3.3 parses ``stats_dump_file`` and ``json_dump_file`` but still
 writes keepalived.stats and keepalived.json under $TMPDIR; we honour them,
 with the same rules, because that is what anyone setting them expects.
-``data_use_instance`` adds ".<net_namespace>_<instance>" to the data files'
-names only, as keepalived does.
+An agent known by a namespace or an instance adds ".<namespace>_<instance>"
+to every file's name (keepalived: with ``data_use_instance``, to the data
+files' names only).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..config.model import Node
-from ..vrrp.snapshot import global_snapshot
+from ..core.paths import AgentKey
+from .snapshot import global_snapshot
 
 Snapshot = dict[str, Any]
 PARAMETER_UNSET = 0xFFFFFFFF        # keepalived prints this for an unset unsigned setting
@@ -574,22 +575,31 @@ def json_dump(snap: Snapshot) -> str:
 
 # -- files ---------------------------------------------------------------------------
 
-def dump_paths(snap_or_global: Snapshot, environ: dict[str, str] | None = None
-               ) -> dict[str, Path]:
-    """Where each file goes: keys "data", "parent", "stats", "json"."""
+def dump_paths(snap_or_global: Snapshot, key: AgentKey = AgentKey(),  # noqa: B008
+               environ: dict[str, str] | None = None) -> dict[str, Path]:
+    """Where each file goes: keys "data", "parent", "stats", "json".
+
+    An agent known by a namespace or an instance (``core/paths.py``) puts
+    ``.NS_INSTANCE`` in every name, as keepalived does with ``data_use_instance``
+    for its data files only: several agents on a host must not overwrite each
+    other's stats and JSON either."""
     g = snap_or_global.get("global", snap_or_global)
     env = os.environ if environ is None else environ
     tmp = Path(env.get("TMPDIR") or "/tmp")
-    tag = ""
-    if g.get("data_use_instance") and (g.get("instance") or g.get("net_namespace")):
-        tag = "." + "_".join(x for x in (g.get("net_namespace"), g.get("instance")) if x)
+    tag = f".{key.tag}" if key.tag else ""
     state = g.get("state_dump_file")
     return {
         "data": _place(state, tmp, "keepalived.data", "", tag),
         "parent": _place(state, tmp, "keepalived.data", "_parent", tag),
-        "stats": _place(g.get("stats_dump_file"), tmp, "keepalived.stats", "", ""),
-        "json": _place(g.get("json_dump_file"), tmp, "keepalived.json", "", ""),
+        "stats": _place(g.get("stats_dump_file"), tmp, "keepalived.stats", "", tag),
+        "json": _place(g.get("json_dump_file"), tmp, "keepalived.json", "", tag),
     }
+
+
+def parent_dump_file(root: Node, key: AgentKey) -> tuple[Path, str]:
+    """keepalived_parent.data: where it goes and what it says."""
+    glob = global_settings(root)
+    return dump_paths({"global": glob}, key)["parent"], parent_dump({"global": glob})
 
 
 def _place(setting: str | None, tmp: Path, default: str, extra: str, tag: str) -> Path:
@@ -604,21 +614,3 @@ def _place(setting: str | None, tmp: Path, default: str, extra: str, tag: str) -
     if not dot:
         stem, ext = name, ""
     return directory / f"{stem}{extra}{tag}{'.' if dot else ''}{ext}"
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
-
-    Readers never see half a dump, and a symbolic link planted at ``path`` is
-    replaced, not followed.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
