@@ -85,10 +85,10 @@ def after(ws: list[str], keyword: str) -> str | None:
 
 
 def split_command(command: str) -> list[str]:
-    """A script string split into argv as keepalived splits it (agent/vrrp/scripts.py);
-    for messages, so a string keepalived would refuse is shown split on blanks."""
-    from ..host.scripts import ScriptError
-    from ..host.scripts import split_command as split
+    """A script string split into argv as keepalived splits it (script_words.py); for
+    messages, so a string keepalived would refuse is shown split on blanks."""
+    from .script_words import ScriptError
+    from .script_words import split_command as split
     try:
         return split(command)
     except ScriptError:

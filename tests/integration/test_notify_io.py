@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from keepalived_py.config import load
 from keepalived_py.config.diag import Level
+from keepalived_py.config.script_words import split_script_line
 from keepalived_py.host.fifo import NotifyFifo
 from keepalived_py.host.scripts import (
     ScriptUser,
@@ -31,7 +32,6 @@ from keepalived_py.host.scripts import (
     lookup_user,
     run_script,
     spawn_script,
-    split_script_line,
 )
 from keepalived_py.vrrp.notify import Notifier
 

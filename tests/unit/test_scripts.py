@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from keepalived_py.config import load
 from keepalived_py.config.diag import Level
+from keepalived_py.config.script_words import split_script_line
 from keepalived_py.host import scripts
 from keepalived_py.host.scripts import (
     Sc,
@@ -25,7 +26,6 @@ from keepalived_py.host.scripts import (
     is_redirection,
     lookup_user,
     split_command,
-    split_script_line,
 )
 
 ROOT = ScriptUser(0, 0, "root")
