@@ -590,7 +590,8 @@ class ActionModule(ActionBase):
                     "msg": f"the keepalived configuration has {len(failure.errors)} "
                            f"error(s); nothing was sent to the host: {failure}"}
         module_args = {key: args[key] for key in
-                       ("dest", "backup", "reload", "agent", "control_socket")}
+                       ("dest", "backup", "reload", "agent", "control_socket", "namespace",
+                        "agent_instance")}
         module_args["content"] = rendering.text
         try:
             result.update(self._execute_module(module_name=MODULE, module_args=module_args,

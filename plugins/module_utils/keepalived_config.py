@@ -4,17 +4,21 @@
 
 """What the keepalived_config action (controller) and module (target) share.
 
-Runs on the target's Python too: standard library only.  The action renders and
-checks the configuration with the agent's parser on the controller; the module
-writes it on the target, has the installed agent check it there (``-t``) and
-asks for a reload.  This file holds the options both sides validate, the header
-of the written file, how the agent's ``-t`` output is read, and how secrets are
-masked in anything shown to a person.
+Runs on the target's Python too: standard library and vrrp_runtime only.  The
+action renders and checks the configuration with the agent's parser on the
+controller; the module writes it on the target, has the installed agent check it
+there (``-t``) and asks for a reload.  This file holds the options both sides
+validate, the header of the written file, how the agent's ``-t`` output is read,
+and how secrets are masked in anything shown to a person.
 """
 
 from __future__ import annotations
 
 import re
+
+from ansible_collections.keepalived_py.ha.plugins.module_utils.vrrp_runtime import (
+    WHICH_AGENT_SPEC,
+)
 
 DEFAULT_DEST = "/etc/keepalived/keepalived.conf"
 DEFAULT_AGENT = "/opt/keepalived-py/bin/keepalived-py"
@@ -53,7 +57,8 @@ ARGUMENT_SPEC = {
     "backup": {"type": "bool", "default": False},
     "reload": {"type": "bool", "default": True},
     "agent": {"type": "path", "default": DEFAULT_AGENT},
-    "control_socket": {"type": "path"},
+    # the agent to reload: control_socket, namespace, agent_instance, as vrrp_facts has them
+    **WHICH_AGENT_SPEC,
     "config_id": {"type": "str"},
     "return_rendered": {"type": "bool", "default": False},
 }

@@ -23,17 +23,50 @@ import re
 from typing import Any
 
 DEFAULT_AGENT = "/opt/keepalived-py/bin/keepalived-py"
-DEFAULT_CONTROL_SOCKET = "/run/keepalived-py/control.sock"
 EXIT_NOT_RUNNING = 3        # the CLI's (LSB) "program is not running", or unreachable
 
+# Which agent a module means, by the CLI's own rule (agent/core/paths.py): the one
+# of the network namespace the module runs in unless these options name another,
+# and control_socket wins over both.  The CLI applies the rule; we only pass the
+# options that are set.  Documented by the doc fragment
+# keepalived_py.ha.vrrp_runtime.which_agent.  The instance option is not called
+# ``instance``: vrrp_instance has that as an alias of its VRRP instance's name.
+WHICH_AGENT_SPEC = {
+    "control_socket": {"type": "path"},
+    "namespace": {"type": "str"},
+    "agent_instance": {"type": "str"},
+}
+_WHICH_AGENT_FLAGS = (("control_socket", "--control-socket"), ("namespace", "--namespace"),
+                      ("agent_instance", "--instance"))
+
 # The options every module that drives the agent takes; their documentation is
-# the doc fragment keepalived_py.ha.vrrp_runtime.
+# the doc fragments keepalived_py.ha.vrrp_runtime and its which_agent.
 AGENT_ARGUMENT_SPEC = {
     "agent": {"type": "path", "default": DEFAULT_AGENT},
-    "control_socket": {"type": "path"},
+    **WHICH_AGENT_SPEC,
 }
 
 _SOCKET_IN_MESSAGE = re.compile(r"socket at (\S+?)\)")
+_SEVERAL_AGENTS = re.compile(r"several agents run in (.+?) \(instances ([^)]*)\)")
+
+
+def which_agent(params: dict[str, Any]) -> list[str]:
+    """The CLI's flags for the agent the options name; none when none is set, so
+    the CLI's default applies and an agent older than ``--namespace`` still runs."""
+    flags = []
+    for option, flag in _WHICH_AGENT_FLAGS:
+        if params.get(option):
+            flags += [flag, params[option]]
+    return flags
+
+
+def several_agents(err: str) -> str | None:
+    """The module's message when the CLI could not tell which agent is meant, else None."""
+    match = _SEVERAL_AGENTS.search(err)
+    if match is None:
+        return None
+    return (f"several keepalived-py agents run in {match.group(1)} (instances "
+            f"{match.group(2)}): name the one meant with the option agent_instance")
 
 
 class AgentError(Exception):
@@ -51,6 +84,7 @@ class Agent:
         self.module = module
         self.path = self._find(module.params["agent"])
         self.control_socket = module.params.get("control_socket")
+        self.flags = which_agent(module.params)
 
     def _find(self, path: str) -> str:
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -64,10 +98,7 @@ class Agent:
             "(role keepalived_py.ha.keepalived_py) or point agent at its keepalived-py")
 
     def _argv(self, command: str, *args: str) -> list[str]:
-        argv = [self.path, command]
-        if self.control_socket:
-            argv += ["--control-socket", self.control_socket]
-        return argv + list(args)
+        return [self.path, command, *self.flags, *args]
 
     def _run(self, argv: list[str]) -> tuple[int, str, str]:
         rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
@@ -106,16 +137,18 @@ class Agent:
         return out.strip()
 
     def _unreachable(self, err: str, argv: list[str]) -> AgentError:
-        """Exit 3: nothing listens on the socket, or it refused us (not root, no answer)."""
-        where = self.control_socket or DEFAULT_CONTROL_SOCKET
+        """Exit 3: nothing listens on the socket, several agents and none named, or the
+        socket refused us (not root, no answer).  The socket is named as the CLI names
+        the one it tried: without control_socket, only the CLI knows which it found."""
+        message = several_agents(err)
         match = _SOCKET_IN_MESSAGE.search(err)
-        if match:
-            where = match.group(1)
-        if "not running" in err:
+        if message is None and match and "not running" in err:
             kind = "stale control socket" if "stale" in err else "no control socket"
-            message = f"keepalived-py is not running on this host ({kind} at {where})"
-        else:
-            message = f"cannot reach keepalived-py on {where}: {_strip_prog(err)}"
+            message = f"keepalived-py is not running on this host ({kind} at {match.group(1)})"
+        if message is None:
+            where = self.control_socket
+            on = f" on {where}" if where and where not in err else ""
+            message = f"cannot reach keepalived-py{on}: {_strip_prog(err) or 'no output'}"
         return AgentError(message, cmd=argv, rc=EXIT_NOT_RUNNING, stderr=err)
 
 
@@ -170,7 +203,11 @@ def instance_facts(snap: dict[str, Any]) -> dict[str, Any]:
 
 
 def agent_facts(answer: dict[str, Any], control_socket: str | None = None) -> dict[str, Any]:
-    """``ansible_facts['keepalived_py']`` from a ``status`` answer."""
+    """``ansible_facts['keepalived_py']`` from a ``status`` answer.
+
+    ``control_socket`` is the one the module named; None when the CLI found the
+    agent itself (the answer does not say where), then ``namespace`` and
+    ``instance``, the agent's own, say which agent answered."""
     agent = answer.get("agent") or {}
     vrrp = answer.get("vrrp")
     instances = [instance_facts(i) for i in (vrrp or {}).get("instances") or []]
@@ -179,7 +216,9 @@ def agent_facts(answer: dict[str, Any], control_socket: str | None = None) -> di
         "pid": agent.get("pid"),
         "started": agent.get("started"),
         "config_file": agent.get("config_file"),
-        "control_socket": control_socket or DEFAULT_CONTROL_SOCKET,
+        "control_socket": control_socket,
+        "namespace": agent.get("namespace"),
+        "instance": agent.get("instance"),
         "children": list(agent.get("children") or []),
         "vrrp_running": vrrp is not None,
         "schema_version": (vrrp or {}).get("schema_version"),

@@ -32,6 +32,10 @@ description:
     keep their state. An agent that is not running is not an error (RV(reloaded=false));
     an agent that refuses the configuration fails the task, and the previous file is put
     back so that the file on disk stays what the agent runs.
+  - The agent reloaded is the one of the network namespace the module runs in, unless
+    O(namespace), O(agent_instance) or O(control_socket) names another. When several
+    agents share the namespace and O(agent_instance) does not say which, the task fails
+    and the previous file is put back too.
   - "Structured variables use keepalived's keywords as keys, and become text mechanically:
     a string or a number is the keyword's value, one word, quoted when it must be
     (V(script: killall -0 haproxy) gives C(script \"killall -0 haproxy\")); V(true) gives
@@ -51,6 +55,8 @@ description:
     are refused in O(content), since the file is rendered on the controller as one text.
 author:
   - keepalived-py developers (!UNKNOWN)
+extends_documentation_fragment:
+  - keepalived_py.ha.vrrp_runtime.which_agent
 options:
   content:
     description:
@@ -122,11 +128,6 @@ options:
       - A bare command name is looked up in E(PATH).
     type: path
     default: /opt/keepalived-py/bin/keepalived-py
-  control_socket:
-    description:
-      - The running agent's control socket, for the reload, when not the agent's default
-        (C(/run/keepalived-py/control.sock)).
-    type: path
   config_id:
     description:
       - The id C(@id) conditional lines and C(${_INSTANCE}) are resolved with, as
@@ -206,6 +207,12 @@ EXAMPLES = r"""
     content: "{{ lookup('ansible.builtin.file', 'files/keepalived.conf') }}"
     backup: true
 
+- name: The configuration of the agent of network namespace blue, reloaded there
+  keepalived_py.ha.keepalived_config:
+    content: "{{ lookup('ansible.builtin.template', 'keepalived-blue.conf.j2') }}"
+    dest: /etc/keepalived/keepalived-blue.conf
+    namespace: blue
+
 - name: Only see what would be written (no reload, nothing changed)
   keepalived_py.ha.keepalived_config:
     instances: "{{ keepalived_py_instances }}"
@@ -278,6 +285,10 @@ from ansible_collections.keepalived_py.ha.plugins.module_utils.keepalived_config
     REQUIRED_ONE_OF,
     mask_secrets,
     read_config_test,
+)
+from ansible_collections.keepalived_py.ha.plugins.module_utils.vrrp_runtime import (  # noqa: E402
+    several_agents,
+    which_agent,
 )
 
 # keepalived-py's config-test and reload exit codes (README, agent/cli.py)
@@ -427,14 +438,14 @@ class ConfigFile:
     def reload(self, old: bytes | None, like: os.stat_result | None) -> None:
         if not self.agent_present():
             return
-        command = [self.agent, "reload"]
-        if self.params["control_socket"]:
-            command += ["--control-socket", self.params["control_socket"]]
+        command = [self.agent, "reload", *which_agent(self.params)]
         rc, out, err = self.module.run_command(command)
         if rc == RELOAD_APPLIED:
             self.result["reloaded"] = True
             return
-        if rc == RELOAD_NOT_RUNNING:
+        # Exit 3 is also "several agents here, name one": not an agent that is not running
+        several = several_agents(err) if rc == RELOAD_NOT_RUNNING else None
+        if rc == RELOAD_NOT_RUNNING and several is None:
             return
         # The agent keeps running the previous configuration: put the previous file
         # back, or the next run would find nothing to change and never retry.
@@ -442,6 +453,9 @@ class ConfigFile:
             os.unlink(self.path)
         else:
             write_atomically(self.path, old, like)
+        if several is not None:
+            raise Failed(f"{several}; {self.dest} was put back as it was, nothing reloaded",
+                         rc=rc)
         reasons = mask_secrets((err or out).strip()) or f"exit {rc}"
         raise Failed(f"the agent refused to reload; {self.dest} was put back as it was: "
                      f"{reasons}", rc=rc)

@@ -18,12 +18,17 @@ description:
     ansible-core 2.20 deprecates facts injected as variables (E(ANSIBLE_INJECT_FACT_VARS)).
   - The state comes from C(keepalived-py status --json), run on the target (see O(agent));
     the module changes nothing and reports C(changed=false) always.
-  - Fails with C(keepalived-py is not running on this host) when nothing answers on the
-    control socket.
+  - The agent asked is the one of the network namespace the module runs in, unless
+    O(namespace), O(agent_instance) or O(control_socket) names another.
+  - Fails with C(keepalived-py is not running on this host), naming the control socket
+    tried, when nothing answers on it; and with C(several keepalived-py agents run in),
+    naming their instances, when several agents share the namespace and
+    O(agent_instance) does not say which.
 author:
   - keepalived-py developers (!UNKNOWN)
 extends_documentation_fragment:
   - keepalived_py.ha.vrrp_runtime
+  - keepalived_py.ha.vrrp_runtime.which_agent
 attributes:
   check_mode:
     support: full
@@ -69,6 +74,14 @@ EXAMPLES = r"""
       | select('eq', 'MASTER') | list | length == 1
   run_once: true
 
+- name: The agent of the network namespace blue (net_namespace blue), from the host's own
+  keepalived_py.ha.vrrp_facts:
+    namespace: blue
+
+- name: One of several agents in this namespace (the one with "instance edge")
+  keepalived_py.ha.vrrp_facts:
+    agent_instance: edge
+
 - name: An agent in a venv of its own, with its own control socket
   keepalived_py.ha.vrrp_facts:
     agent: /srv/kpy/bin/keepalived-py
@@ -109,10 +122,29 @@ ansible_facts:
           type: str
           sample: /etc/keepalived/keepalived.conf
         control_socket:
-          description: The control socket that was asked.
+          description:
+            - The control socket asked, O(control_socket); null when it is not set and the
+              agent's command line found the agent (see
+              RV(ansible_facts.keepalived_py.namespace) and
+              RV(ansible_facts.keepalived_py.instance)).
           returned: success
           type: str
-          sample: /run/keepalived-py/control.sock
+          sample: /run/kpy-test/control.sock
+        namespace:
+          description:
+            - The network namespace the agent runs for (its C(net_namespace) or C(-s), or the
+              namespace it was started in); null in the host's own namespace.
+          returned: success
+          type: str
+          sample: blue
+        instance:
+          description:
+            - The agent's C(instance) name (the keyword at the top of its configuration),
+              null when it has none. Not a VRRP instance - those are
+              RV(ansible_facts.keepalived_py.instances).
+          returned: success
+          type: str
+          sample: edge
         children:
           description:
             - The agent's child processes (today the VRRP process), as the agent reports

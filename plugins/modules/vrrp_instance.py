@@ -24,9 +24,13 @@ author:
   - keepalived-py developers (!UNKNOWN)
 extends_documentation_fragment:
   - keepalived_py.ha.vrrp_runtime
+  - keepalived_py.ha.vrrp_runtime.which_agent
 options:
   name:
-    description: The C(vrrp_instance) name.
+    description:
+      - The C(vrrp_instance) name.
+      - The agent's own C(instance) name, where several agents share a namespace, is
+        O(agent_instance).
     type: str
     required: true
     aliases: [instance]
@@ -129,6 +133,13 @@ EXAMPLES = r"""
   keepalived_py.ha.vrrp_instance:
     name: VI_1
     wait: true
+
+- name: Hand over VI_1 of the agent of network namespace blue (instance edge there)
+  keepalived_py.ha.vrrp_instance:
+    name: VI_1
+    maintenance: backup
+    namespace: blue
+    agent_instance: edge
 """
 
 RETURN = r"""

@@ -63,3 +63,23 @@ def agent(workdir: Path) -> str:
     path.write_text(LAUNCHER.format(python=sys.executable, root=str(COLLECTION_ROOT)))
     path.chmod(0o755)
     return str(path)
+
+
+@pytest.fixture
+def run_dir(workdir: Path) -> Path:
+    """The test's /run/keepalived-py, for ``keyed_agent``."""
+    path = workdir / "run"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def keyed_agent(workdir: Path, run_dir: Path) -> str:
+    """The agent's real command line, finding agents by namespace and instance under
+    ``run_dir``."""
+    from .modules.agent_double import KEYED_LAUNCHER
+    path = workdir / "keyed-keepalived-py"
+    path.write_text(KEYED_LAUNCHER.format(python=sys.executable, root=str(COLLECTION_ROOT),
+                                          run_dir=str(run_dir)))
+    path.chmod(0o755)
+    return str(path)

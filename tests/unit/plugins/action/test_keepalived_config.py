@@ -577,3 +577,12 @@ def test_unknown_options_are_refused(host):
     from ansible.errors import AnsibleActionFail
     with pytest.raises(AnsibleActionFail, match="instance"):
         host.run(instance=[{"name": "VI_1"}])
+
+
+def test_the_agent_options_reach_the_module(host):
+    result = host.run(reload=False, namespace="blue", agent_instance="edge",
+                      control_socket="/run/x.sock", **variables())
+    assert result.get("failed") is not True, result
+    call = host.module_calls[0]
+    assert (call["namespace"], call["agent_instance"], call["control_socket"]) == (
+        "blue", "edge", "/run/x.sock")

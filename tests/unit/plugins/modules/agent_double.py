@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from ansible_collections.keepalived_py.ha.agent.core.control import serve_control
+from ansible_collections.keepalived_py.ha.agent.core.paths import AgentKey, RunPaths
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[4]
 
@@ -48,6 +49,25 @@ sys.path.insert(0, {root!r})
 from agent.cli import main
 sys.exit(main())
 """
+
+# The same, with the run directory that ``--namespace`` / ``--instance`` look in moved
+# from /run/keepalived-py to the test's: the CLI's own lookup, on the test's daemons.
+KEYED_LAUNCHER = """#!{python}
+import functools, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from agent.core import paths
+paths.find_control_socket = functools.partial(paths.find_control_socket,
+                                              run_dir=Path({run_dir!r}))
+from agent.cli import main
+sys.exit(main())
+"""
+
+
+def agent_dir(run_dir: Path, namespace: str | None = None, instance: str | None = None
+              ) -> Path:
+    """Where the agent of that namespace and instance keeps its control socket."""
+    return RunPaths.of(AgentKey(namespace, instance), run_dir).run_dir
 
 
 def instance(name: str, *, vrid: int = 51, state: str = "MASTER", priority: int = 100,
@@ -89,6 +109,7 @@ class FakeDaemon:
 
     def __init__(self, answer: dict[str, Any], directory: Path) -> None:
         self.answer = answer
+        directory.mkdir(parents=True, exist_ok=True)
         self.socket = str(directory / "control.sock")
         self.requests: list[dict[str, Any]] = []
         self._scheduled: list[list[Any]] = []      # [status reads left, name, state]

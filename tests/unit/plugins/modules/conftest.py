@@ -15,8 +15,8 @@ from .agent_double import FakeDaemon
 def daemon_factory(workdir: Path) -> Iterator[Any]:
     started: list[FakeDaemon] = []
 
-    def make(answer: dict[str, Any]) -> FakeDaemon:
-        daemon = FakeDaemon(answer, workdir).start()
+    def make(answer: dict[str, Any], directory: Path | None = None) -> FakeDaemon:
+        daemon = FakeDaemon(answer, directory or workdir).start()
         started.append(daemon)
         return daemon
 

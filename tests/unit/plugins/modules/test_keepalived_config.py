@@ -23,7 +23,7 @@ from ansible_collections.keepalived_py.ha.plugins.module_utils.keepalived_config
 )
 from ansible_collections.keepalived_py.ha.plugins.modules import keepalived_config
 
-from .agent_double import FakeDaemon, run_module, script, status_answer
+from .agent_double import FakeDaemon, agent_dir, run_module, script, status_answer
 
 
 def an_interface() -> str | None:
@@ -272,6 +272,40 @@ def test_refused_reload_of_a_new_file_removes_it(agent, dest, capsys, daemon):
     result = run({"content": config(), "dest": str(dest), "agent": agent,
                   "control_socket": daemon.socket}, capsys)
     assert result["failed"] is True and not dest.exists()
+
+
+def test_reload_goes_to_the_agent_named(keyed_agent, run_dir, dest, capsys):
+    """namespace and agent_instance reach `keepalived-py reload` as --namespace/--instance."""
+    daemons = {name: ReloadDaemon(status_answer(), agent_dir(run_dir, "blue", name)).start()
+               for name in ("edge", "core")}
+    try:
+        result = run({"content": config(), "dest": str(dest), "agent": keyed_agent,
+                      "namespace": "blue", "agent_instance": "edge"}, capsys)
+    finally:
+        for daemon in daemons.values():
+            daemon.close()
+    assert result["reloaded"] is True
+    assert daemons["edge"].requested("reload") == [{"request": "reload"}]
+    assert daemons["core"].requests == []
+
+
+def test_several_agents_fail_and_put_the_file_back(keyed_agent, run_dir, dest, capsys):
+    """Exit 3 then is not an agent that is not running: the task fails naming them."""
+    daemons = [ReloadDaemon(status_answer(), agent_dir(run_dir, "blue", name)).start()
+               for name in ("a", "b")]
+    dest.write_text("# what the agents run\n")
+    try:
+        result = run({"content": config(), "dest": str(dest), "agent": keyed_agent,
+                      "namespace": "blue"}, capsys)
+    finally:
+        for daemon in daemons:
+            daemon.close()
+    assert result["failed"] is True and result["reloaded"] is False
+    assert result["msg"] == ("several keepalived-py agents run in namespace blue (instances "
+                             "a, b): name the one meant with the option agent_instance; "
+                             f"{dest} was put back as it was, nothing reloaded")
+    assert dest.read_text() == "# what the agents run\n"
+    assert [d.requests for d in daemons] == [[], []]
 
 
 # -- arguments -----------------------------------------------------------------------------

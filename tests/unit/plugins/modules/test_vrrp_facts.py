@@ -7,7 +7,14 @@ from pathlib import Path
 
 from ansible_collections.keepalived_py.ha.plugins.modules import vrrp_facts
 
-from .agent_double import instance, not_a_socket_listener, run_module, script, status_answer
+from .agent_double import (
+    agent_dir,
+    instance,
+    not_a_socket_listener,
+    run_module,
+    script,
+    status_answer,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -99,14 +106,79 @@ def test_output_that_is_not_json(workdir, capsys):
 
 
 def test_arguments_given_to_the_agent(workdir, capsys):
-    """Without control_socket the agent's default is used: no --control-socket at all."""
+    """Only the options set are passed: with none, the CLI finds the agent itself."""
     log = workdir / "argv"
     recorder = script(workdir, "recorder", f"echo \"$@\" >> {log}; "
                       f"echo '{json.dumps(status_answer())}'")
-    run_module(vrrp_facts.main, {"agent": recorder}, capsys)
+    plain = run_module(vrrp_facts.main, {"agent": recorder}, capsys)
     run_module(vrrp_facts.main, {"agent": recorder, "control_socket": "/run/x.sock"}, capsys)
-    assert log.read_text().splitlines() == ["status --json",
-                                            "status --control-socket /run/x.sock --json"]
+    run_module(vrrp_facts.main, {"agent": recorder, "namespace": "blue",
+                                 "agent_instance": "edge"}, capsys)
+    assert log.read_text().splitlines() == [
+        "status --json",
+        "status --control-socket /run/x.sock --json",
+        "status --namespace blue --instance edge --json"]
+    # the CLI does not say which socket it found: the facts do not pretend to know
+    assert facts_of(plain)["control_socket"] is None
+    assert facts_of(plain)["namespace"] is None and facts_of(plain)["instance"] is None
+
+
+# -- which agent: the CLI's own lookup, under a run directory of the test's --------------
+
+def keyed_answer(namespace: str | None, name: str | None) -> dict:
+    answer = status_answer(instance("VI_1"))
+    answer["agent"].update(namespace=namespace, instance=name)
+    return answer
+
+
+def test_the_only_agent_of_a_namespace(keyed_agent, run_dir, daemon_factory, capsys):
+    daemon = daemon_factory(keyed_answer("blue", "edge"), agent_dir(run_dir, "blue", "edge"))
+    result = run_module(vrrp_facts.main, {"agent": keyed_agent, "namespace": "blue"}, capsys)
+    facts = facts_of(result)
+    assert (facts["namespace"], facts["instance"]) == ("blue", "edge")
+    assert facts["control_socket"] is None
+    assert daemon.requests == [{"request": "status"}]
+
+
+def test_several_agents_are_named(keyed_agent, run_dir, daemon_factory, capsys):
+    a = daemon_factory(keyed_answer("blue", "a"), agent_dir(run_dir, "blue", "a"))
+    b = daemon_factory(keyed_answer("blue", "b"), agent_dir(run_dir, "blue", "b"))
+    result = run_module(vrrp_facts.main, {"agent": keyed_agent, "namespace": "blue"}, capsys)
+    assert result["failed"] is True and result["rc"] == 3
+    assert result["msg"] == ("several keepalived-py agents run in namespace blue (instances "
+                             "a, b): name the one meant with the option agent_instance")
+    chosen = run_module(vrrp_facts.main, {"agent": keyed_agent, "namespace": "blue",
+                                          "agent_instance": "b"}, capsys)
+    assert facts_of(chosen)["instance"] == "b"
+    assert a.requests == [] and b.requests == [{"request": "status"}]
+
+
+def test_control_socket_wins(keyed_agent, run_dir, daemon_factory, capsys):
+    daemon_factory(keyed_answer("blue", "a"), agent_dir(run_dir, "blue", "a"))
+    mine = daemon_factory(keyed_answer(None, None))
+    result = run_module(vrrp_facts.main, {"agent": keyed_agent, "control_socket": mine.socket,
+                                          "namespace": "blue", "agent_instance": "a"}, capsys)
+    assert facts_of(result)["control_socket"] == mine.socket
+    assert mine.requests == [{"request": "status"}]
+
+
+def test_not_running_names_the_socket_tried(keyed_agent, run_dir, capsys):
+    result = run_module(vrrp_facts.main, {"agent": keyed_agent, "namespace": "red"}, capsys)
+    assert result["msg"] == ("keepalived-py is not running on this host (no control socket "
+                             f"at {agent_dir(run_dir, 'red')}/control.sock)")
+
+
+def test_unreachable_names_only_a_socket_it_knows(workdir, capsys):
+    """Another exit 3 (no answer in time): the socket is named if the module gave it, and
+    no default is guessed when the CLI found the agent."""
+    silent = script(workdir, "silent", "echo 'keepalived-py: no answer from keepalived-py "
+                    "within 5 s' >&2; exit 3")
+    given = run_module(vrrp_facts.main, {"agent": silent, "control_socket": "/run/x.sock"},
+                       capsys)
+    found = run_module(vrrp_facts.main, {"agent": silent}, capsys)
+    assert given["msg"] == ("cannot reach keepalived-py on /run/x.sock: no answer from "
+                            "keepalived-py within 5 s")
+    assert found["msg"] == "cannot reach keepalived-py: no answer from keepalived-py within 5 s"
 
 
 def test_a_real_agent_answer():

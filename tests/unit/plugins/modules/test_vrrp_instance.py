@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.keepalived_py.ha.plugins.modules import vrrp_instance
 
-from .agent_double import instance, run_module, status_answer
+from .agent_double import agent_dir, instance, run_module, status_answer
 
 
 @pytest.fixture
@@ -163,6 +163,31 @@ def test_not_running(agent, workdir, capsys):
                                              "control_socket": str(workdir / "x.sock")}, capsys)
     assert result["msg"] == ("keepalived-py is not running on this host "
                              f"(no control socket at {workdir}/x.sock)")
+
+
+def test_the_agent_of_a_namespace_and_instance(keyed_agent, run_dir, daemon_factory, capsys):
+    """status and set both go to the agent the options name (the CLI's lookup)."""
+    other = daemon_factory(status_answer(instance("VI_1")), agent_dir(run_dir, "blue", "a"))
+    edge = daemon_factory(status_answer(instance("VI_1")), agent_dir(run_dir, "blue", "edge"))
+    result = run_module(vrrp_instance.main, {"agent": keyed_agent, "name": "VI_1",
+                                             "maintenance": "backup", "namespace": "blue",
+                                             "agent_instance": "edge"}, capsys)
+    assert result["changed"] is True and result["instance"]["force_backup"] is True
+    assert edge.requested("set") == [{"request": "set", "instance": "VI_1",
+                                      "force_backup": True}]
+    assert other.requests == []
+
+
+def test_several_agents_fail_before_any_change(keyed_agent, run_dir, daemon_factory, capsys):
+    daemons = [daemon_factory(status_answer(instance("VI_1")), agent_dir(run_dir, "blue", name))
+               for name in ("a", "b")]
+    result = run_module(vrrp_instance.main, {"agent": keyed_agent, "name": "VI_1",
+                                             "maintenance": "backup", "namespace": "blue"},
+                        capsys)
+    assert result["failed"] is True
+    assert result["msg"] == ("several keepalived-py agents run in namespace blue (instances "
+                             "a, b): name the one meant with the option agent_instance")
+    assert [d.requests for d in daemons] == [[], []]
 
 
 @pytest.mark.parametrize(("args", "message"), [
