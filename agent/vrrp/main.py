@@ -36,7 +36,7 @@ from ..core.daemon import (
 )
 from ..core.events import publish_message
 from ..core.ipc import Channel, ChannelClosed, Message
-from ..core.paths import AgentKey
+from ..core.paths import AgentKey, write_atomic
 from ..host.scripts import ConfigScripts, cmd_str, config_scripts, run_script
 from .build import BuildError, InstanceSpec, build_instances
 from .child import INSTANCE_TOPIC
@@ -384,7 +384,7 @@ class VrrpProcess:
                 path, text = paths["stats"], dumps.stats_dump(snap)
                 if kind == "stats_clear":
                     self.runtime.clear_stats()
-            dumps.write_atomic(path, text)
+            write_atomic(path, text)
             return {"ok": True, "path": str(path)}
 
 

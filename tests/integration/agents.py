@@ -80,6 +80,15 @@ class Router:
     def control(self) -> Path:
         return self.dir / "control.sock"
 
+    def dump_file(self, name: str) -> Path:
+        """Where a dump lands (TMPDIR is the router's dir).  An agent of ours in a lab
+        host's namespace tags its files with the namespace (README: several agents on
+        one host): ``keepalived.data`` is ``keepalived.NETNS.data``."""
+        if self.kind != "agent":
+            return self.dir / name
+        stem, ext = name.rsplit(".", 1)
+        return self.dir / f"{stem}.{self.host.netns}.{ext}"
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Graceful with SIGTERM (waits for the exit), or SIGKILL of the whole group."""
         if self.proc is None:

@@ -285,23 +285,25 @@ def test_signals_write_keepalived_files(pair: Pair) -> None:
     for sig, names in files.items():
         os.kill(agent, sig)
         for name in names:
-            wait_for(f"{name} after {sig!r}", lambda n=name: (r1.dir / n).exists(), timeout=5)
-    data = (r1.dir / "keepalived.data").read_text()
+            wait_for(f"{name} after {sig!r}", lambda n=name: r1.dump_file(n).exists(),
+                     timeout=5)
+    data = r1.dump_file("keepalived.data").read_text()
     assert " VRRP Instance = VI_1\n" in data and "   State = MASTER\n" in data
-    assert "------< Global definitions >------" in (r1.dir / "keepalived_parent.data").read_text()
-    dumped = json.loads((r1.dir / "keepalived.json").read_text())
+    parent = r1.dump_file("keepalived_parent.data").read_text()
+    assert "------< Global definitions >------" in parent
+    dumped = json.loads(r1.dump_file("keepalived.json").read_text())
     assert dumped[0]["data"]["iname"] == "VI_1" and dumped[0]["data"]["state"] == 2
-    stats = (r1.dir / "keepalived.stats").read_text()
+    stats = r1.dump_file("keepalived.stats").read_text()
     assert "  Became master: 1\n" in stats
     # SIGRTMAX-1: the stats as they are, then cleared
-    (r1.dir / "keepalived.stats").unlink()
+    r1.dump_file("keepalived.stats").unlink()
     os.kill(agent, signal.SIGRTMAX - 1)
-    wait_for("keepalived.stats", lambda: (r1.dir / "keepalived.stats").exists(), timeout=5)
-    assert "  Became master: 1\n" in (r1.dir / "keepalived.stats").read_text()
-    (r1.dir / "keepalived.stats").unlink()
+    wait_for("keepalived.stats", lambda: r1.dump_file("keepalived.stats").exists(), timeout=5)
+    assert "  Became master: 1\n" in r1.dump_file("keepalived.stats").read_text()
+    r1.dump_file("keepalived.stats").unlink()
     os.kill(agent, signal.SIGUSR2)
-    wait_for("keepalived.stats", lambda: (r1.dir / "keepalived.stats").exists(), timeout=5)
-    assert "  Became master: 0\n" in (r1.dir / "keepalived.stats").read_text()
+    wait_for("keepalived.stats", lambda: r1.dump_file("keepalived.stats").exists(), timeout=5)
+    assert "  Became master: 0\n" in r1.dump_file("keepalived.stats").read_text()
 
 
 def test_sigterm_releases_vips_and_dont_release_keeps_them(pair: Pair) -> None:
@@ -411,10 +413,10 @@ def test_dump_files_read_like_keepalived_s_on_the_same_lan(pair: Pair) -> None:
         for sig, name in ((signal.SIGUSR1, "keepalived.data"), (signal.SIGUSR2, "keepalived.stats"),
                           (signal.SIGRTMIN + 2, "keepalived.json")):
             router.proc.send_signal(sig)
-            wait_for(f"{router.name}'s {name}", lambda r=router, n=name: (r.dir / n).exists()
-                     and (r.dir / n).stat().st_size > 0, timeout=10)
+            wait_for(f"{router.name}'s {name}", lambda r=router, n=name: r.dump_file(n).exists()
+                     and r.dump_file(n).stat().st_size > 0, timeout=10)
     def read(router: Router, name: str) -> str:
-        return (router.dir / name).read_text()
+        return router.dump_file(name).read_text()
 
     # stats: the same text once the numbers are taken out
     assert re.sub(r"\d+", "N", read(ours, "keepalived.stats")) == \
@@ -478,7 +480,7 @@ def test_maintenance_moves_the_master_and_outlives_a_restart(pair: Pair) -> None
     settle(4.5)
     assert holders(pair.routers, VIP_A) == ["r2"]
     # kept across a stop and a start of the whole agent (as across a reboot)
-    kept = json.loads((r1.dir / "maintenance.json").read_text())["instances"]
+    kept = json.loads((r1.dir / "maintenance.json").read_text())["children"]["vrrp"]
     assert kept == {"VI_1": {"priority": None, "force_backup": True}}
     r1.stop()
     restarted = time.time()
@@ -491,6 +493,6 @@ def test_maintenance_moves_the_master_and_outlives_a_restart(pair: Pair) -> None
     set_("--force-backup", "off")
     wait_for("r1 to take back", lambda: holders(pair.routers, VIP_A) == ["r1"], timeout=10)
     # nothing left to keep
-    assert json.loads((r1.dir / "maintenance.json").read_text())["instances"] == {}
+    assert json.loads((r1.dir / "maintenance.json").read_text())["children"] == {}
     bad = keepalived_py("set", "VI_9", "--priority", "10", "--control-socket", socket_)
     assert bad.returncode == 1 and "VI_9" in bad.stderr

@@ -249,7 +249,7 @@ def test_notify_argv_and_fifo_lines_are_keepalived_s(pair) -> None:  # noqa: ANN
         # are keepalived's, paths apart
         assert agent.proc is not None
         agent.proc.send_signal(signal.SIGUSR1)
-        data = agent.dir / "keepalived.data"
+        data = agent.dump_file("keepalived.data")
         wait_for("the data dump", lambda: data.exists() and "< Interfaces >" in data.read_text())
         reference = (RUNTIME / "tmp" / "keepalived.data.after_trackfile_fault").read_text()
         reference = reference.replace("./tmp/", f"{work}/").replace("./notify.sh",
