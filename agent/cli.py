@@ -249,10 +249,7 @@ def _read_to_run(args: argparse.Namespace, config_id: str) -> tuple[Node, AgentK
             # read again where it runs: its interfaces are checked against that namespace's
             root = read_checked(args.file, config_id, strict=False).root
     except ConfigRefused as refused:
-        for line in refused.lines[:-1]:
-            logging.getLogger("keepalived_py").error("%s", line)
-        code = EXIT_NO_CONFIG if refused.no_config else EXIT_CANNOT_RUN
-        raise Refused(f"{refused.lines[-1]} - cannot run", code) from None
+        _cannot_run(refused.lines)
     except PathsError as err:
         raise Refused(str(err), EXIT_FATAL) from None
     if args.namespace and root.values.get("net_namespace") not in (None, args.namespace):
@@ -262,6 +259,16 @@ def _read_to_run(args: argparse.Namespace, config_id: str) -> tuple[Node, AgentK
     key = AgentKey(args.namespace or root.values.get("net_namespace") or current_namespace(),
                    root.values.get("instance"))
     return root, key
+
+
+def _cannot_run(errors: list[str]) -> None:
+    """keepalived's KEEPALIVED_EXIT_NO_CONFIG for a configuration it cannot read: each
+    reason logged, the last one the refusal's line.  (One a child cannot run, an
+    instance it cannot build, stops that child with KEEPALIVED_EXIT_CONFIG, and
+    the parent with it, as in keepalived.)"""
+    for line in errors[:-1]:
+        logging.getLogger("keepalived_py").error("%s", line)
+    raise Refused(f"{errors[-1]} - cannot run", EXIT_NO_CONFIG)
 
 
 def _refuse_if_running(pid_files: Sequence[str | None], control_socket: str | None) -> None:

@@ -522,8 +522,12 @@ class Supervisor:
 
     def _start_metrics(self, loop: asyncio.AbstractEventLoop) -> None:
         from .metrics import start_metrics_server, state_from_loop
-        server = start_metrics_server(self.s.metrics_listen, state_from_loop(loop, self.handle),
-                                      kinds=self.kinds)
+        try:
+            server = start_metrics_server(self.s.metrics_listen,
+                                          state_from_loop(loop, self.handle), kinds=self.kinds)
+        except OSError as err:      # the port is taken (another agent's?): say which
+            raise OSError(err.errno, err.strerror,
+                          f"metrics listener {self.s.metrics_listen}") from None
         log.info("Prometheus metrics on http://%s/metrics", self.s.metrics_listen)
         self._metrics = server.close
 
