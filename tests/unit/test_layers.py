@@ -65,3 +65,14 @@ def test_the_rule_sees_a_wrong_import(tmp_path: Path) -> None:
     assert "core.children" in found and "config.model" in found
     assert not any(part_of(m) in SUBSYSTEMS for m in found)
     assert "vrrp.runtime" in imports(AGENT / "vrrp" / "main.py")
+
+
+def test_every_package_of_the_agent_is_installed() -> None:
+    # a package missing from pyproject.toml works in the editable install of the tests
+    # and is missing from the wheel the role installs
+    import tomllib
+    pyproject = tomllib.loads((AGENT.parent / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    packages = {".".join(("keepalived_py", *p.parent.relative_to(AGENT).parts))
+                for p in AGENT.rglob("__init__.py")}
+    assert packages - listed == set()
