@@ -182,6 +182,13 @@ def reload_command(argv: Sequence[str]) -> int:
     if answer.get("ok"):
         print("reloaded")
         return 0
+    children = answer.get("children")
+    if isinstance(children, dict):          # checked and accepted, but a child failed
+        for name, reply in children.items():
+            if not reply.get("ok"):
+                print(f"keepalived-py: reload failed in the {name} process: "
+                      f"{reply.get('error', 'no reason given')}", file=sys.stderr)
+        return 1
     for line in answer.get("errors") or [answer.get("error", "reload failed")]:
         print(line, file=sys.stderr)
     print("keepalived-py: reload refused: the running configuration is kept", file=sys.stderr)
@@ -236,9 +243,11 @@ def status_command(argv: Sequence[str]) -> int:
 # -- the daemon ------------------------------------------------------------------------
 
 def _read_to_run(args: argparse.Namespace, config_id: str) -> tuple[Node, AgentKey]:
-    """The configuration, read in the namespace the agent runs in (``-s``, else the
-    configuration's ``net_namespace``: joined first, as keepalived does), and the
-    agent's key."""
+    """The configuration, read in the namespace the agent runs in, and the agent's key.
+
+    ``-s`` is joined before reading, so that interfaces are checked there; the
+    configuration's own ``net_namespace`` after (the checks leave interfaces
+    alone when it is set, as keepalived's do)."""
     try:
         if args.namespace:
             join_namespace(args.namespace)
@@ -246,8 +255,6 @@ def _read_to_run(args: argparse.Namespace, config_id: str) -> tuple[Node, AgentK
         configured = None if args.namespace else root.values.get("net_namespace")
         if configured:
             join_namespace(configured)
-            # read again where it runs: its interfaces are checked against that namespace's
-            root = read_checked(args.file, config_id, strict=False).root
     except ConfigRefused as refused:
         _cannot_run(refused.lines)
     except PathsError as err:
@@ -443,12 +450,20 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     args = _main_parser().parse_args(argv)
+    if args.namespace and (args.config_test is not None or args.dump_conf):
+        try:
+            join_namespace(args.namespace)      # its interfaces are checked there
+        except PathsError as err:
+            raise Refused(str(err), EXIT_FATAL) from None
     if args.config_test is not None:
         return config_test(args)
     if args.dump_conf:
         result = load(args.file, config_id=args.config_id or default_config_id())
         _report(result, sys.stderr)
-        sys.stdout.write(render(result.root))
+        try:
+            sys.stdout.write(render(result.root))
+        except RenderError as err:
+            raise Refused(f"cannot render: {err}", 1) from None
         return result.diags.exit_code()
     if args.signum:
         print(int(SIGNALS[args.signum]))

@@ -6,18 +6,23 @@ declarations only; it imports no subsystem.  VRRP declares itself in
 listed in ``agent/children.py``, not an edit of the supervisor.
 
 A child is started as ``python -m MODULE`` with the common arguments
-(``-f FILE -i ID --ipc-fd N --namespace NS --instance NAME --last-state JSON
---kept JSON`` and the log options) plus ``--pid-file`` when it has one, and
-talks to the parent over ``core/ipc.py``.  It must answer the requests
-``snapshot``, ``reload``, ``dump`` (the kinds it declares) and ``stop``, send
-``ready`` once running and a ``heartbeat`` every second, and may publish
-events for other children (``core/events.py``).
+(``-f FILE -i ID --ipc-fd N --namespace NS --instance NAME`` and the log
+options) plus ``--pid-file`` when it has one, and talks to the parent over
+``core/ipc.py``.  The first line it reads there is the parent's ``hello``
+(``read_hello``): what it published before it was restarted (``last_state``,
+by topic) and the operator's settings it asked the parent to keep (``kept``);
+they travel on the line, not on the command line, whose arguments are limited
+to 128 KiB each.  It must answer the requests ``snapshot``, ``reload`` and
+``dump`` (the kinds it declares), send ``ready`` once running and a
+``heartbeat`` every second, and publishes its declared topics
+(``core/events.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,8 +58,10 @@ class ChildKind:
     """The dumps it writes (``data``, ``stats``, ``stats_clear``, ``json``)."""
     requests: frozenset[str] = frozenset()
     """Control-socket requests the parent hands to it as they are (``set``)."""
+    publishes: frozenset[str] = frozenset()
+    """The event topics it owns (``core/events.py``)."""
     consumes: frozenset[str] = frozenset()
-    """The event topics delivered to it (``core/events.py``)."""
+    """The event topics delivered to it."""
     hung_after: float = 5.0
     """Seconds without a heartbeat after which it is taken for hung and killed."""
     metrics: Callable[[Snapshot], Iterable[Any]] | None = None
@@ -63,12 +70,6 @@ class ChildKind:
     """Lines for ``keepalived-py status`` from its snapshot (wide, now)."""
     extra_argv: Callable[[Any], Sequence[str]] = field(default=lambda settings: ())
     """Arguments of its own, from the parent's settings (``-V`` for VRRP)."""
-
-
-def wanted_kinds(kinds: Iterable[ChildKind], root: Node, enabled: Callable[[str], bool]
-                 ) -> list[ChildKind]:
-    """The kinds ``root`` needs among those the command line lets run."""
-    return [k for k in kinds if enabled(k.name) and k.wanted(root)]
 
 
 def child_parser(prog: str) -> argparse.ArgumentParser:
@@ -80,12 +81,38 @@ def child_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--pid-file")
     parser.add_argument("--namespace")
     parser.add_argument("--instance")
-    parser.add_argument("--last-state", type=json.loads, default={},
-                        help="JSON: what it published before, by topic")
-    parser.add_argument("--kept", type=json.loads, default={},
-                        help="JSON: the operator's settings it asked the parent to keep")
     parser.add_argument("-l", dest="console", action="store_true")
     parser.add_argument("-D", dest="detail", action="store_true")
     parser.add_argument("-G", dest="no_syslog", action="store_true")
     parser.add_argument("-S", dest="facility", default="daemon")
     return parser
+
+
+HELLO_TIMEOUT = 30.0
+
+
+def read_hello(ipc_fd: int) -> dict[str, Any]:
+    """The parent's first line on the IPC socket, read before the child's loop runs.
+
+    The parent sends nothing else until the child says it is ready, so reading
+    whole chunks cannot swallow a later message."""
+    sock = socket.socket(fileno=ipc_fd)
+    try:
+        sock.settimeout(HELLO_TIMEOUT)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the parent closed the line before its hello")
+            data += chunk
+    finally:
+        sock.settimeout(None)
+        sock.detach()           # the fd stays open for the child's channel
+    hello = json.loads(data)
+    if not isinstance(hello, dict) or hello.get("event") != "hello":
+        raise ValueError(f"expected the parent's hello, got {data[:80]!r}")
+    return hello
+
+
+def hello_message(last_state: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    return {"event": "hello", "last_state": last_state, "kept": kept}

@@ -1,11 +1,12 @@
 """The control socket: newline-delimited JSON between the parent process and its clients.
 
-The parent listens on a unix stream socket (``DEFAULT_CONTROL_SOCKET``, mode 0600,
-in a 0700 directory).  A client writes one JSON object per line and reads one JSON
-object per line back, in order; it may send several requests on one connection.
-Only root may talk to it (or the agent's own user, when the agent does not run as
-root): the file mode keeps others out, and the peer's credentials (``SO_PEERCRED``)
-are checked too, in case the file mode was widened.
+The parent listens on a unix stream socket (``control.sock`` in the agent's run
+directory, ``core/paths.py``; mode 0600).  A client writes one JSON object per
+line and reads one JSON object per line back, in order; it may send several
+requests on one connection.  Only root may talk to it (or the agent's own user,
+when the agent does not run as root): the file mode keeps others out, and the
+peer's credentials (``SO_PEERCRED``) are checked too, in case the file mode was
+widened.
 
 Every request is ``{"request": NAME, ...}``.  This module only carries them; the
 parent's ``handle`` coroutine answers them:
@@ -15,8 +16,8 @@ request         other fields                answer
 ==============  ==========================  ===================================================
 ``status``      none                        ``{"ok": true, "agent": {...}, "vrrp": {...}}``;
                                             ``"vrrp"`` is null when no VRRP child runs
-``reload``      none                        ``{"ok": true}`` once the configuration is re-read,
-                                            as SIGHUP does
+``reload``      none                        ``{"ok": true, "children": {...}}`` once every
+                                            child has reloaded, as SIGHUP does
 ``dump``        ``"what"``: ``data``,       ``{"ok": true, ...}`` once the file is written, as
                 ``stats``, ``stats_clear``  SIGUSR1 (data), SIGUSR2 (stats) and keepalived's
                 or ``json``                 STATS_CLEAR and JSON signals do
@@ -54,11 +55,8 @@ from typing import Any
 
 log = logging.getLogger("keepalived_py.control")
 
-DEFAULT_CONTROL_SOCKET = "/run/keepalived-py/control.sock"
 MAX_LINE = 64 * 1024
 PERMISSION_DENIED = "permission denied: root only"
-REQUESTS = ("status", "reload", "dump", "set")
-DUMP_KINDS = ("data", "stats", "stats_clear", "json")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 

@@ -29,10 +29,9 @@ SIGSTATS_CLEAR = signal.SIGRTMAX - 1
 class ConfigRefused(Exception):
     """A configuration that cannot be run; ``lines`` say why, each with file and line."""
 
-    def __init__(self, lines: list[str], no_config: bool = False) -> None:
+    def __init__(self, lines: list[str]) -> None:
         super().__init__("; ".join(lines))
         self.lines = lines
-        self.no_config = no_config      # the file itself could not be read
 
     def log(self, verdict: str) -> None:
         """Each reason, then what follows from it."""
@@ -59,6 +58,5 @@ def read_checked(path: str, config_id: str, strict: bool) -> ParseResult:
     highest = result.diags.highest()
     errors = errors_of(result)
     if highest in (Level.FILE_NOT_FOUND, Level.FATAL) or (strict and errors):
-        raise ConfigRefused(errors or [f"{path}: the configuration cannot be run"],
-                            no_config=highest is Level.FILE_NOT_FOUND)
+        raise ConfigRefused(errors or [f"{path}: the configuration cannot be run"])
     return result

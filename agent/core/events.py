@@ -36,15 +36,16 @@ Send = Callable[[dict[str, Any]], None]
 class EventHub:
     """The parent's side: the current state of every topic, and who gets what."""
 
-    def __init__(self) -> None:
+    def __init__(self, owners: dict[str, str]) -> None:
         self.current: dict[str, Items] = {}
-        self._owner: dict[str, str] = {}               # topic -> producing child
+        self._owner = owners                            # topic -> producing child, declared
         self._consumers: dict[str, tuple[frozenset[str], Send]] = {}
 
     def publish(self, producer: str, topic: str, items: Items, replace: bool = False) -> None:
-        owner = self._owner.setdefault(topic, producer)
+        owner = self._owner.get(topic)
         if owner != producer:
-            log.error("%s published %s, which %s owns: ignored", producer, topic, owner)
+            log.error("%s published %s, which %s: ignored", producer, topic,
+                      f"{owner} owns" if owner else "no child declares")
             return
         known = self.current.setdefault(topic, {})
         if replace:
@@ -66,7 +67,6 @@ class EventHub:
         """``producer`` no longer runs (removed by a reload): its keys are gone."""
         for topic in [t for t, o in self._owner.items() if o == producer]:
             self.publish(producer, topic, {}, replace=True)
-            del self._owner[topic]
 
     def attach(self, child: str, topics: Iterable[str], send: Send) -> None:
         """``child`` is ready: it gets the current state of its topics, then every change."""

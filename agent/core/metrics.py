@@ -38,6 +38,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .children import ChildKind
+from .status import as_dict, as_list, number
 
 log = logging.getLogger("keepalived_py.metrics")
 
@@ -102,13 +103,13 @@ def _child_families(children: list[Any]) -> list[Metric]:
 
 def add_value(family: GaugeMetricFamily | CounterMetricFamily, labels: list[str],
               value: Any) -> None:
-    number = _float(value)
-    if number is not None:
-        family.add_metric(labels, number)
+    value = number(value)
+    if value is not None:
+        family.add_metric(labels, value)
 
 
 def add_sum(family: CounterMetricFamily, labels: list[str], *values: Any) -> None:
-    numbers = [_float(v) for v in values]
+    numbers = [number(v) for v in values]
     if all(n is not None for n in numbers):
         family.add_metric(labels, sum(n for n in numbers if n is not None))
 
@@ -121,22 +122,8 @@ def label(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 # The HTTP server ------------------------------------------------------------------------

@@ -43,6 +43,12 @@ class AgentKey:
     namespace: str | None = None
     instance: str | None = None
 
+    def __post_init__(self) -> None:
+        # each name becomes a directory: it must stay one
+        for name in (self.namespace, self.instance):
+            if name is not None and (name in ("", ".", "..") or "/" in name or "\0" in name):
+                raise PathsError(f"{name!r} cannot name an agent's directory")
+
     def relative(self) -> Path:
         """The key as a relative directory ('.' for the plain paths)."""
         path = Path(".")
@@ -147,19 +153,19 @@ def find_control_socket(namespace: str | None = None, instance: str | None = Non
     with an instance name runs in that namespace, that one.  Several: a
     ``PathsError`` lists them, to be named.
     """
+    from .control import answers
     if namespace is None:
         namespace = current_namespace()
-    key = AgentKey(namespace, instance)
-    plain = RunPaths.of(key, run_dir).control_socket
-    if instance is not None or plain.exists():
+    plain = RunPaths.of(AgentKey(namespace, instance), run_dir).control_socket
+    if instance is not None or answers(str(plain)):
         return plain
     named = sorted(p.parent.name for p in
                    (RunPaths.of(AgentKey(namespace), run_dir).run_dir / "instance")
-                   .glob(f"*/{CONTROL_SOCKET}"))
+                   .glob(f"*/{CONTROL_SOCKET}") if answers(str(p)))      # live ones only
     if len(named) == 1:
         return RunPaths.of(AgentKey(namespace, named[0]), run_dir).control_socket
     if len(named) > 1:
-        raise PathsError(f"several agents run in {key.describe()} (instances "
+        raise PathsError(f"several agents run in {AgentKey(namespace).describe()} (instances "
                          f"{', '.join(named)}): name one with --instance")
     return plain
 
@@ -177,12 +183,18 @@ def make_dir(path: Path, mode: int = 0o755) -> None:
 def remove_empty_dirs(path: Path, top: Path) -> None:
     """Remove ``path`` and its parents below ``top`` while they are empty (an agent's
     keyed run directory, at its stop)."""
+    path, top = path.resolve(), top.resolve()
     while path != top and top in path.parents:
         try:
             path.rmdir()
         except OSError:
             return
         path = path.parent
+
+
+def write_pid_file(path: str | os.PathLike[str]) -> None:
+    make_dir(Path(path).parent)
+    Path(path).write_text(f"{os.getpid()}\n")
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 from .. import __version__
 from ..config.model import Node
 from . import sdnotify
-from .children import ChildKind
+from .children import ChildKind, hello_message
 from .daemon import (
     EXIT_FATAL,
     PERMANENT_EXITS,
@@ -45,7 +45,15 @@ from .daemon import (
 )
 from .events import EventHub
 from .logs import LogOptions
-from .paths import RUN_DIR, AgentKey, RunPaths, make_dir, remove_empty_dirs, write_atomic
+from .paths import (
+    RUN_DIR,
+    AgentKey,
+    RunPaths,
+    make_dir,
+    remove_empty_dirs,
+    write_atomic,
+    write_pid_file,
+)
 
 log = logging.getLogger("keepalived_py")
 
@@ -139,7 +147,7 @@ class Supervisor:
         self.stopping = False
         self.exit_code = 0
         self.done = asyncio.Event()
-        self.events = EventHub()
+        self.events = EventHub({t: k.name for k in self.kinds for t in k.publishes})
         self._tasks: set[asyncio.Task] = set()
         self._control = None
         self._metrics: Callable[[], None] | None = None
@@ -162,23 +170,25 @@ class Supervisor:
         except BaseException:
             self._close_house()
             raise
-        await self._start_stop_script("startup script", self.s.startup_script,
-                                      self.s.startup_timeout)
-        for kind in self._wanted(self.root):
-            await self._add_child(kind)
-        self._spawn_task(self._watch())
-        if not self.children:
-            self._ready()
-        await self.done.wait()
-        await self._shutdown()
+        try:
+            await self._start_stop_script("startup script", self.s.startup_script,
+                                          self.s.startup_timeout)
+            for kind in self._wanted(self.root):
+                await self._add_child(kind)
+            self._spawn_task(self._watch())
+            if not self.children:
+                self._ready()
+            await self.done.wait()
+        finally:
+            self.stopping = True
+            await self._shutdown()
         return self.exit_code
 
     async def _open_house(self, loop: asyncio.AbstractEventLoop) -> None:
         """The pid file, the control socket, the metrics listener: a failure says why in
         one line (``PathsError``, ``ControlError``, ``OSError``) and leaves nothing."""
         if self.s.pid_file:
-            make_dir(Path(self.s.pid_file).parent)
-            Path(self.s.pid_file).write_text(f"{os.getpid()}\n")
+            write_pid_file(self.s.pid_file)
         if self.s.control_socket:
             from .control import serve_control
             self._control = await serve_control(self.s.control_socket, self.handle)
@@ -263,9 +273,7 @@ class Supervisor:
     def _child_argv(self, child: Child, fd: int) -> list[str]:
         key = self.s.key
         argv = [sys.executable, "-m", child.kind.module, "-f", self.s.path,
-                "-i", self.s.config_id, "--ipc-fd", str(fd), *self.s.log.argv(),
-                "--last-state", json.dumps(self.events.state_of(child.name)),
-                "--kept", json.dumps(self.kept.get(child.name, {}))]
+                "-i", self.s.config_id, "--ipc-fd", str(fd), *self.s.log.argv()]
         if key.namespace:
             argv += ["--namespace", key.namespace]
         if key.instance:
@@ -284,7 +292,11 @@ class Supervisor:
                 stdin=asyncio.subprocess.DEVNULL)
         finally:
             theirs.close()
+        if self.stopping or child.retired:     # stopped while it was being started
+            child.proc.terminate()
         child.channel = await Channel.open(ours)
+        child.channel.send(hello_message(self.events.state_of(child.name),
+                                         self.kept.get(child.name, {})))
         child.started, child.started_mono = time.time(), time.monotonic()
         child.ready, child.restarting = False, False
         child.last_heartbeat = time.monotonic()
@@ -319,8 +331,9 @@ class Supervisor:
         if child.channel is not None:
             child.channel.close()
         child.ready = False
-        child.last_exit = (f"killed by {signal.Signals(-code).name}" if code < 0
-                           else f"exit {code}")
+        child.last_exit = f"killed by {signal_name(-code)}" if code < 0 else f"exit {code}"
+        if child.retired:
+            self.events.withdraw(child.name)        # after its last words
         if self.stopping or child.retired:
             return
         if code in PERMANENT_EXITS:
@@ -346,7 +359,12 @@ class Supervisor:
         if self.stopping or child.retired:
             return
         child.restarts += 1
-        await self._start_child(child)
+        try:
+            await self._start_child(child)
+        except OSError as err:
+            log.error("Cannot restart the %s child process: %s. Terminating", child.name, err)
+            self.exit_code = EXIT_FATAL
+            await self.stop()
 
     async def _watch(self) -> None:
         """Kill a child whose event loop stopped turning; feed systemd's watchdog."""
@@ -401,7 +419,8 @@ class Supervisor:
                             "errors": refused.lines}
                 self.root = root
                 self.s.reload_check_log = reload_check_log(root)
-                return {"ok": True, "children": await self._reload_children(root)}
+                answers = await self._reload_children(root)
+                return {"ok": all(a.get("ok") for a in answers.values()), "children": answers}
             finally:
                 self._ready()
 
@@ -428,7 +447,6 @@ class Supervisor:
             log.info("%s is no longer needed by the configuration: stopping it", child.name)
             child.retired = True
             await self._stop_child(child)
-            self.events.withdraw(child.name)
             answers[child.name] = {"ok": True, "stopped": True}
         self.children = [c for c in self.children if not c.retired]
         for kind in wanted:
@@ -530,6 +548,13 @@ class Supervisor:
                           f"metrics listener {self.s.metrics_listen}") from None
         log.info("Prometheus metrics on http://%s/metrics", self.s.metrics_listen)
         self._metrics = server.close
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:          # a real-time signal: keepalived's JSON, STATS_CLEAR...
+        return f"signal {number}"
 
 
 def load_kept(path: str | None) -> dict[str, dict[str, Any]]:

@@ -95,7 +95,7 @@ class NotifyFifo:
             log.info("Failed to set uid:gid for fifo %s", self.path)
 
     def _script_exited(self, _: asyncio.Future[int]) -> None:
-        log.info("vrrp notify fifo script terminated")
+        log.info("%snotify fifo script terminated", self.label)
 
     def write(self, line: str) -> None:
         if self.fd is None:

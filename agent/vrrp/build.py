@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..config.model import Node
+from ..host.scripts import ConfigScripts, config_scripts
 from .engine import US, InstanceConfig, Peer, parse_address
 from .kernel import VirtualAddress, VirtualRoute, VirtualRule, word_after
 from .static import StaticConfig, garp_intervals
@@ -52,6 +53,19 @@ class BuildError(ValueError):
 
 def _us(seconds: float | None) -> int:
     return round((seconds or 0) * US)
+
+
+def refused_scripts(scripts: ConfigScripts) -> set[str]:
+    """vrrp_scripts the security check disabled: keepalived tracks them nowhere."""
+    return {name for kind, name, _ in scripts.disabled
+            if kind == "vrrp_script" and name is not None}
+
+
+def build_checked(root: Node) -> tuple[list[InstanceSpec], ConfigScripts]:
+    """The instances of a configuration, with its scripts checked (``BuildError`` when
+    one cannot run): what the VRRP process runs, and what a reload is checked with."""
+    scripts = config_scripts(root)
+    return build_instances(root, refused_scripts=refused_scripts(scripts)), scripts
 
 
 def build_instances(root: Node, refused_scripts: Collection[str] = ()) -> list[InstanceSpec]:

@@ -21,11 +21,9 @@ def wanted(root: Node) -> bool:
 def check(root: Node, path: str) -> list[str]:
     """What VRRP cannot run although the parser took it (an instance that cannot be
     built)."""
-    from ..host.scripts import config_scripts
-    from .build import BuildError, build_instances
-    from .main import refused_scripts
+    from .build import BuildError, build_checked
     try:
-        build_instances(root, refused_scripts=refused_scripts(config_scripts(root)))
+        build_checked(root)
     except BuildError as err:
         return [str(err)]
     return []
@@ -49,5 +47,5 @@ VRRP = ChildKind(
     name="vrrp", title="VRRP", ident="Keepalived_vrrp", module="keepalived_py.vrrp.main",
     pid_option="vrrp_pid", wanted=wanted, check=check,
     dumps=frozenset({"data", "stats", "stats_clear", "json"}),
-    requests=frozenset({"set"}),
+    requests=frozenset({"set"}), publishes=frozenset({INSTANCE_TOPIC}),
     metrics=metrics, status_lines=status_lines, extra_argv=extra_argv)

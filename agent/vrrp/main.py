@@ -25,10 +25,11 @@ from pathlib import Path
 
 from ..config import ParseResult
 from ..core import logs
-from ..core.children import child_parser
+from ..core.children import child_parser, read_hello
 from ..core.daemon import (
     EXIT_CONFIG,
     EXIT_FATAL,
+    EXIT_PROGRAM_ERROR,
     SIGJSON,
     SIGSTATS_CLEAR,
     ConfigRefused,
@@ -36,9 +37,9 @@ from ..core.daemon import (
 )
 from ..core.events import publish_message
 from ..core.ipc import Channel, ChannelClosed, Message
-from ..core.paths import AgentKey, write_atomic
-from ..host.scripts import ConfigScripts, cmd_str, config_scripts, run_script
-from .build import BuildError, InstanceSpec, build_instances
+from ..core.paths import AgentKey, write_atomic, write_pid_file
+from ..host.scripts import ConfigScripts, cmd_str, run_script
+from .build import BuildError, InstanceSpec, build_checked, refused_scripts
 from .child import INSTANCE_TOPIC
 from .engine import Action, LowerPriorityHeard, PriorityChanged, State
 from .events import StateEvents
@@ -64,20 +65,13 @@ class Config:
         return refused_scripts(self.scripts)
 
 
-def refused_scripts(scripts: ConfigScripts) -> set[str]:
-    """vrrp_scripts the security check disabled: keepalived tracks them nowhere."""
-    return {name for kind, name, _ in scripts.disabled
-            if kind == "vrrp_script" and name is not None}
-
-
 def read_config(path: str, config_id: str, strict: bool) -> Config:
     result = read_checked(path, config_id, strict)
-    scripts = config_scripts(result.root)
     try:
-        return Config(result, build_instances(result.root,
-                                              refused_scripts=refused_scripts(scripts)), scripts)
+        specs, scripts = build_checked(result.root)
     except BuildError as err:
         raise ConfigRefused([str(err)]) from None
+    return Config(result, specs, scripts)
 
 
 def log_diagnostics(config: Config) -> None:
@@ -151,8 +145,7 @@ class VrrpProcess:
             await self._stop(release=True)
             raise
         if self.opts.pid_file:
-            Path(self.opts.pid_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.opts.pid_file).write_text(f"{os.getpid()}\n")
+            write_pid_file(self.opts.pid_file)
         log.info("Startup complete")
         self._publish_all()
         self._event({"event": "ready", "pid": os.getpid()})
@@ -358,6 +351,7 @@ class VrrpProcess:
             await self.events.reload(root, config.scripts)
             for name in report.removed:
                 self.events.notifier.deleted(name, *before[name])
+            self._publish_all()     # renamed and removed instances too
             took = time.monotonic() - began
             log.info("Reload finished in %d usec: %d added, %d removed, %d changed, "
                      "%d unchanged", took * 1e6, len(report.added), len(report.removed),
@@ -392,17 +386,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = child_parser("keepalived-py vrrp process")
     parser.add_argument("-V", dest="keep_vips", action="store_true")
     args = parser.parse_args(argv)
-    logs.setup("Keepalived_vrrp", logs.LogOptions(console=args.console, detail=args.detail,
-                                                  facility=args.facility,
-                                                  syslog=not args.no_syslog))
-    last = args.last_state.get(INSTANCE_TOPIC, {})
-    opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_vips,
-                   pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
-                   resume=[name for name, v in last.items() if v.get("state") == "MASTER"],
-                   ipc_fd=args.ipc_fd, overrides=kept_overrides(args.kept),
-                   log=logs.LogOptions(console=args.console, detail=args.detail,
-                                       facility=args.facility, syslog=not args.no_syslog))
-    return run(opts)
+    options = logs.LogOptions(console=args.console, detail=args.detail,
+                              facility=args.facility, syslog=not args.no_syslog)
+    logs.setup("Keepalived_vrrp", options)
+    try:
+        hello = read_hello(args.ipc_fd) if args.ipc_fd is not None else {}
+        last = hello.get("last_state", {}).get(INSTANCE_TOPIC, {})
+        opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_vips,
+                       pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
+                       resume=[name for name, v in last.items() if v.get("state") == "MASTER"],
+                       ipc_fd=args.ipc_fd, overrides=kept_overrides(hello.get("kept", {})),
+                       log=options)
+        return run(opts)
+    except Exception as err:  # noqa: BLE001 - one line in the log, and the parent restarts us
+        log.debug("unexpected error", exc_info=True)
+        log.error("Stopping: unexpected error %s: %s (a bug: please report it)",
+                  type(err).__name__, err)
+        return EXIT_PROGRAM_ERROR
 
 
 def kept_overrides(kept: dict) -> dict[str, Override]:

@@ -29,7 +29,8 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..core.metrics import add_sum, add_value, as_dict, as_list, label
+from ..core.metrics import add_sum, add_value, label
+from ..core.status import as_dict, as_list
 
 STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
 ERROR_STATS = (

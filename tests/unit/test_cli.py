@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -169,22 +170,44 @@ def test_keyed_paths() -> None:
 
 
 def test_find_control_socket(tmp_path: Path) -> None:
-    def agent(key: AgentKey) -> Path:
-        sock = RunPaths.of(key, tmp_path).control_socket
-        sock.parent.mkdir(parents=True, exist_ok=True)
-        sock.touch()
-        return sock
+    listening: list[socket.socket] = []
 
-    # nothing runs: the plain path of the namespace, for the "not running" message
-    assert find_control_socket("blue", run_dir=tmp_path) == \
-        tmp_path / "netns/blue/control.sock"
-    one = agent(AgentKey("blue", "lb1"))
-    assert find_control_socket("blue", run_dir=tmp_path) == one        # the only one
-    two = agent(AgentKey("blue", "lb2"))
-    with pytest.raises(PathsError, match=r"several agents run in namespace blue "
-                                         r"\(instances lb1, lb2\): name one with --instance"):
-        find_control_socket("blue", run_dir=tmp_path)
-    assert find_control_socket("blue", "lb2", run_dir=tmp_path) == two
-    plain = agent(AgentKey("blue"))
-    assert find_control_socket("blue", run_dir=tmp_path) == plain      # the one without a name
-    assert find_control_socket("green", run_dir=tmp_path) == tmp_path / "netns/green/control.sock"
+    def agent(key: AgentKey, live: bool = True) -> Path:
+        path = RunPaths.of(key, tmp_path).control_socket
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.listen()
+        if live:
+            listening.append(sock)
+        else:
+            sock.close()            # what a kill -9 leaves: the file, nobody listening
+        return path
+
+    try:
+        # nothing runs: the plain path of the namespace, for the "not running" message
+        assert find_control_socket("blue", run_dir=tmp_path) == \
+            tmp_path / "netns/blue/control.sock"
+        one = agent(AgentKey("blue", "lb1"))
+        agent(AgentKey("blue", "dead"), live=False)
+        assert find_control_socket("blue", run_dir=tmp_path) == one     # the only live one
+        two = agent(AgentKey("blue", "lb2"))
+        with pytest.raises(PathsError, match=r"several agents run in namespace blue "
+                                             r"\(instances lb1, lb2\): name one with --instance"):
+            find_control_socket("blue", run_dir=tmp_path)
+        assert find_control_socket("blue", "lb2", run_dir=tmp_path) == two
+        plain = agent(AgentKey("blue"))
+        assert find_control_socket("blue", run_dir=tmp_path) == plain  # the one without a name
+        assert find_control_socket("green", run_dir=tmp_path) == \
+            tmp_path / "netns/green/control.sock"
+    finally:
+        for sock in listening:
+            sock.close()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "x\0y"])
+def test_a_name_that_cannot_be_a_directory_is_refused(name: str) -> None:
+    with pytest.raises(PathsError, match="cannot name an agent's directory"):
+        AgentKey(None, name)
+    with pytest.raises(PathsError):
+        AgentKey(name)

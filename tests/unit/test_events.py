@@ -41,7 +41,7 @@ def publish(hub: EventHub, items: dict[str, Any], replace: bool = False,
 
 
 def test_a_consumer_gets_the_current_state_then_every_change_in_order() -> None:
-    hub = EventHub()
+    hub = EventHub({TOPIC: "vrrp"})
     publish(hub, {"VI_1": {"state": "BACKUP"}, "VI_2": {"state": "MASTER"}}, replace=True)
     checker = FakeChild()
     hub.attach("checker", {TOPIC}, checker.send)
@@ -57,7 +57,7 @@ def test_a_consumer_gets_the_current_state_then_every_change_in_order() -> None:
 
 
 def test_a_restarting_consumer_gets_the_state_it_missed_when_it_is_back() -> None:
-    hub = EventHub()
+    hub = EventHub({TOPIC: "vrrp"})
     publish(hub, {"VI_1": {"state": "MASTER"}, "VI_2": {"state": "MASTER"}}, replace=True)
     checker = FakeChild()
     hub.attach("checker", {TOPIC}, checker.send)
@@ -76,7 +76,7 @@ def test_a_restarting_consumer_gets_the_state_it_missed_when_it_is_back() -> Non
 
 
 def test_a_consumer_that_dies_while_sent_to_is_detached() -> None:
-    hub = EventHub()
+    hub = EventHub({TOPIC: "vrrp"})
     checker = FakeChild()
     hub.attach("checker", {TOPIC}, checker.send)
     checker.alive = False
@@ -88,7 +88,7 @@ def test_a_consumer_that_dies_while_sent_to_is_detached() -> None:
 
 
 def test_a_restarted_producer_republishes_and_what_it_lost_is_withdrawn() -> None:
-    hub = EventHub()
+    hub = EventHub({TOPIC: "vrrp"})
     publish(hub, {"VI_1": {"state": "MASTER"}, "VI_2": {"state": "BACKUP"}}, replace=True)
     checker = FakeChild()
     hub.attach("checker", {TOPIC}, checker.send)
@@ -99,23 +99,25 @@ def test_a_restarted_producer_republishes_and_what_it_lost_is_withdrawn() -> Non
     assert checker.changes[-1] == (TOPIC, "VI_2", None)
     hub.withdraw("vrrp")                     # the VRRP child is no longer wanted
     assert checker.believes == {}
-    assert hub.state_of("vrrp") == {}
+    assert hub.state_of("vrrp") == {TOPIC: {}}
 
 
 def test_the_producer_does_not_hear_itself_and_a_topic_has_one_owner() -> None:
-    hub = EventHub()
+    hub = EventHub({TOPIC: "vrrp"})
     vrrp, checker = FakeChild(), FakeChild()
     hub.attach("vrrp", {TOPIC}, vrrp.send)
     hub.attach("checker", {TOPIC}, checker.send)
     publish(hub, {"VI_1": {"state": "MASTER"}})
     publish(hub, {"VI_1": {"state": "FAULT"}}, producer="bfd")   # not its topic
+    hub.publish("vrrp", "bfd.session", {"s1": {"state": "Up"}})   # declared by nobody
     assert len(vrrp.messages) == 1           # the initial current state only
     assert checker.believes == {"VI_1": {"state": "MASTER"}}
     assert hub.current[TOPIC] == {"VI_1": {"state": "MASTER"}}
+    assert "bfd.session" not in hub.current
 
 
 def test_a_child_that_consumes_nothing_gets_nothing() -> None:
-    hub = EventHub()
+    hub = EventHub({TOPIC: "vrrp"})
     vrrp = FakeChild()
     hub.attach("vrrp", set(), vrrp.send)
     publish(hub, {"VI_1": {"state": "MASTER"}})
