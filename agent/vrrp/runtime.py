@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import NamedTuple
 
 from ..config.model import Node
 from . import engine as e
@@ -111,6 +113,15 @@ class _Diff:
         return [x for x in self.old if x not in self.new and x not in self.protected]
 
 
+class TransitionRecord(NamedTuple):
+    """A state change as the control socket shows it."""
+
+    at: float           # loop time
+    old: e.State
+    new: e.State
+    wall: float         # time.time() when it happened: taken once, never recomputed
+
+
 @dataclass
 class Running:
     """One instance at run time."""
@@ -131,7 +142,7 @@ class Running:
     priority_override: int | None = None    # maintenance: replaces the configured priority
     extra_garp_at: float | None = None      # garp_extra_if: when the next round is due
     # the recent ones, for the control socket; the log has them all
-    transitions: deque[tuple[float, e.State, e.State]] = field(
+    transitions: deque[TransitionRecord] = field(
         default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT))
 
 
@@ -890,7 +901,8 @@ class VrrpRuntime:
             elif isinstance(action, e.Log):
                 log.info("%s", action.message)
             elif isinstance(action, e.Transition):
-                run.transitions.append((self._loop.time(), action.old, action.new))
+                run.transitions.append(TransitionRecord(self._loop.time(), action.old,
+                                                        action.new, time.time()))
                 if self.on_transition:
                     self.on_transition(run, action)
                 regroup = True
