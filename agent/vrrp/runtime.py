@@ -1021,7 +1021,7 @@ class VrrpRuntime:
             if self.firewall and not run.spec.accept:
                 await self.firewall.unblock(self._addresses(run))
         elif isinstance(action, e.Announce):
-            await self._announce(run, action.repeat)
+            await self._announce(run, action.repeat, ticket=action.ticket)
         elif isinstance(action, e.AnnounceSource):
             source = run.engine.cfg.source
             if source is not None:
@@ -1032,23 +1032,39 @@ class VrrpRuntime:
         return [ip_address(v.address.ip) for v in (*run.vips, *run.evips)]
 
     async def _announce(self, run: Running, repeat: int,
-                        vips: list[VirtualAddress] | None = None) -> None:
+                        vips: list[VirtualAddress] | None = None, ticket: int = 0) -> None:
+        """``repeat`` rounds of GARPs / NAs, each only while the instance holds its
+        addresses: a round queued before it stepped down (after a freeze, say) would
+        pull clients to a host that no longer answers.  ``ticket``: the engine hears
+        when the first round is out (or will not be), and sends its first advert."""
         spec = run.spec
-        vips = [*run.vips, *run.evips] if vips is None else vips
-        # A VIP on another link is announced there, with that link's MAC.
-        senders = {spec.ifname: (run.announcer, run.mac)}
-        for vip in vips:
-            if vip.ifname not in senders:
-                senders[vip.ifname] = await self._announcer(vip.ifname)
-        for i in range(repeat):
+        try:
+            vips = [*run.vips, *run.evips] if vips is None else vips
+            # A VIP on another link is announced there, with that link's MAC.
+            senders = {spec.ifname: (run.announcer, run.mac)}
             for vip in vips:
-                address = ip_address(vip.address.ip)
-                announcer, mac = senders[vip.ifname]
-                if announcer is not None:
-                    announcer.announce(mac, address)
-                gap = spec.gna_interval_us if address.version == 6 else spec.garp_interval_us
-                if gap and i + 1 < repeat:
-                    await asyncio.sleep(gap / e.US)
+                if vip.ifname not in senders:
+                    senders[vip.ifname] = await self._announcer(vip.ifname)
+            for i in range(repeat):
+                for vip in vips:
+                    if not run.engine.vips_set:
+                        return
+                    address = ip_address(vip.address.ip)
+                    announcer, mac = senders[vip.ifname]
+                    if announcer is not None:
+                        announcer.announce(mac, address)
+                    gap = spec.gna_interval_us if address.version == 6 else spec.garp_interval_us
+                    if gap and i + 1 < repeat:
+                        await asyncio.sleep(gap / e.US)
+                if ticket:
+                    self._announced(run, ticket)
+                    ticket = 0
+        finally:
+            if ticket:
+                self._announced(run, ticket)
+
+    def _announced(self, run: Running, ticket: int) -> None:
+        self._perform(run, run.engine.announced(self._loop.time(), ticket))
 
     async def _announcer(self, ifname: str) -> tuple[Announcer | None, bytes]:
         announcer = self._announcers.get(ifname)
