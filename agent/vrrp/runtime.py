@@ -39,6 +39,7 @@ from .vmac import VmacPlan, Vmacs, mentions_vmac, plan_vmacs
 log = logging.getLogger("keepalived_py.vrrp")
 
 TRANSITIONS_KEPT = 20
+DRAIN_LIMIT = 1024      # packets read from one socket before a timer acts (see _drain)
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -769,9 +770,9 @@ class VrrpRuntime:
 
     # -- events --------------------------------------------------------------
 
-    def _on_readable(self, sock: VrrpSocket, rx: socket.socket) -> None:
+    def _on_readable(self, sock: VrrpSocket, rx: socket.socket, limit: int = 64) -> None:
         now = self._loop.time()
-        for pkt in sock.read(rx):
+        for pkt in sock.read(rx, limit):
             candidates = self._by_vrid.get((id(sock), pkt.vrid))
             if not candidates:
                 continue                # another router's VRID: not ours to judge
@@ -784,7 +785,24 @@ class VrrpRuntime:
 
     def _on_timer(self, run: Running) -> None:
         run.timer = None
+        self._drain()
         self._perform(run, run.engine.tick(self._loop.time()))
+
+    def _drain(self) -> None:
+        """Read what the VRRP sockets hold before a timer acts.
+
+        After a freeze (SIGSTOP, a stalled VM) the loop may run an expired
+        master-down timer before the reader of the adverts that queued
+        meanwhile: a live master would be declared down, and our takeover
+        would pull clients away from it.  An advert read here restarts the
+        down timer, and ``tick`` then finds nothing due.
+        """
+        for sock in list(self._sockets.values()):
+            for rx in sock.rx:
+                try:
+                    self._on_readable(sock, rx, DRAIN_LIMIT)
+                except OSError as err:
+                    log.info("reading %s before a timer: %s", sock.ifname, err)
 
     async def _watch_links(self) -> None:
         while True:
