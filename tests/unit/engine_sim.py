@@ -67,6 +67,8 @@ class Node:
     log: list[tuple[float, Action]] = field(default_factory=list)
     ip_id: int = 0
     announced_at: list[float] = field(default_factory=list)
+    frozen: bool = False        # SIGSTOP: no ticks; packets queue in ``backlog``
+    backlog: list[Received] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -127,7 +129,10 @@ class Segment:
                     if target.alive:
                         self._announced(target, item)
                 elif target.alive and target.attached:
-                    self._handle(target, target.inst.receive(self.now, item))
+                    if target.frozen:
+                        target.backlog.append(item)
+                    else:
+                        self._handle(target, target.inst.receive(self.now, item))
             else:
                 self._handle(node, node.inst.tick(self.now))
         else:
@@ -139,7 +144,7 @@ class Segment:
         if self._queue:
             best = (self._queue[0][0], 0, None)      # deliveries first at equal times
         for i, node in enumerate(self.nodes):
-            if node.alive and node.inst.deadline is not None:
+            if node.alive and not node.frozen and node.inst.deadline is not None:
                 candidate = (max(node.inst.deadline, self.now), 1 + i, node)
                 if best is None or candidate[:2] < best[:2]:
                     best = candidate
@@ -185,6 +190,19 @@ class Segment:
     def attach(self, node: Node, at: float) -> None:
         self.run_until(at)
         node.attached = True
+
+    def freeze(self, node: Node, at: float) -> None:
+        """SIGSTOP: the router neither runs its timers nor reads; adverts queue up."""
+        self.run_until(at)
+        node.frozen = True
+
+    def thaw(self, node: Node, at: float) -> None:
+        """SIGCONT: what queued is read first, then timers run (the runtime's drain)."""
+        self.run_until(at)
+        node.frozen = False
+        backlog, node.backlog = node.backlog, []
+        for pkt in backlog:
+            self._handle(node, node.inst.receive(self.now, pkt))
 
     def crash(self, node: Node, at: float) -> None:
         """The router dies silently: its adverts simply stop."""
