@@ -66,7 +66,7 @@ class InstanceConfig:
     nopreempt: bool = False
     preempt_delay_us: int = 0
     skip_check_adv_addr: bool = False
-    higher_prio_send_advert: bool = False
+    higher_prio_send_advert: bool = False    # shown as configured; we always do it (_master_rx)
     lower_prio_no_advert: bool = False
     down_timer_adverts: int = 3
     garp_repeat: int = 5
