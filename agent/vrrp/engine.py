@@ -66,7 +66,7 @@ class InstanceConfig:
     nopreempt: bool = False
     preempt_delay_us: int = 0
     skip_check_adv_addr: bool = False
-    higher_prio_send_advert: bool = False
+    higher_prio_send_advert: bool = False    # shown as configured; we always do it (_master_rx)
     lower_prio_no_advert: bool = False
     down_timer_adverts: int = 3
     garp_repeat: int = 5
@@ -124,9 +124,16 @@ class ReleaseAddresses:
 
 @dataclass(frozen=True)
 class Announce:
-    """Send gratuitous ARPs / unsolicited NAs for every VIP, ``repeat`` rounds."""
+    """Send gratuitous ARPs / unsolicited NAs for every VIP, ``repeat`` rounds.
+
+    Only while the instance holds its addresses (``vips_set``): a round due
+    after it let them go must not leave.  ``ticket`` (on becoming master):
+    report ``announced(now, ticket)`` once the addresses are set and the first
+    round is out, or would have been; the first advert waits for it.
+    """
 
     repeat: int
+    ticket: int = 0
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,8 @@ class Instance:
     _garp_delay_at: float | None = None
     _garp_refresh_at: float | None = None
     _lower_prio_garp_at: float | None = None
+    _tickets: int = 0                # the last Announce ticket handed out
+    _awaiting: int = 0               # the ticket the first advert as master waits for
     _fault_reasons: set[str] = field(default_factory=set)
     _ah_seq: int = 0
     _ah_last_rx: int = 0
@@ -402,6 +411,14 @@ class Instance:
     def held(self) -> bool:
         return self._held
 
+    def announced(self, now: float, ticket: int) -> list[Action]:
+        """The addresses of ``Announce(ticket=...)`` are set and announced: the first
+        advert as master goes now (see ``_take_addresses``)."""
+        if ticket and ticket == self._awaiting and self.state == State.MASTER:
+            self._awaiting = 0
+            self._send_advert(self.effective_priority)
+        return self._flush()
+
     def sync_master(self, now: float) -> list[Action]:
         """Its sync group goes to MASTER: a backup member follows at once."""
         if self.state == State.BACKUP:
@@ -583,12 +600,9 @@ class Instance:
         cfg = self.cfg
         ours = self.effective_priority
         cmp = _compare(src, cfg.source)
-        if adv.priority == 0 or (cfg.higher_prio_send_advert and (
-                adv.priority > ours or (adv.priority == ours and cmp > 0))):
-            self._send_advert(ours)
-            self._sands = now + cfg.advert_int_us / US
-            if adv.priority == 0:
-                return
+        if adv.priority == 0:
+            self._advertise(now)
+            return
         if adv.priority == ours:
             if cmp == 0:
                 self._log("WARNING - equal priority advert received from remote host with our "
@@ -604,8 +618,7 @@ class Instance:
             if cfg.auth_type == 2:
                 self._ah_seq = self._ah_last_rx + 1
             if not cfg.lower_prio_no_advert:
-                self._send_advert(ours)
-                self._sands = now + cfg.advert_int_us / US
+                self._advertise(now)
             if cfg.garp_lower_prio_repeat:
                 self._out.append(Announce(cfg.garp_lower_prio_repeat))
                 if cfg.garp_lower_prio_delay_us:
@@ -618,6 +631,12 @@ class Instance:
             else:
                 self._log(f"Master received advert from {src} with same priority "
                           f"{adv.priority} but higher IP address than ours")
+            # Our advert before we step down, always (keepalived only with
+            # higher_prio_send_advert): after a split brain the other master
+            # never heard us, and clients may still follow our announcements.
+            # Hearing a lower priority it announces at once
+            # (garp_lower_prio_repeat), so they come back within an interval.
+            self._send_advert(ours)
             if cfg.version == 3:
                 self.master_adver_int_us = adv.interval_cs * 10_000
             self.master_priority = adv.priority
@@ -640,24 +659,46 @@ class Instance:
 
     def _master_tx(self, now: float) -> None:
         cfg = self.cfg
-        # The advert goes first, so that the old master drops the VIPs before
-        # our gratuitous ARPs reach the segment.
-        self._send_advert(self.effective_priority)
         if not self.vips_set:
-            self.stats.become_master += 1
-            self.master_adver_int_us = cfg.advert_int_us
-            self.master_source = cfg.source
-            self.master_priority = self.effective_priority
-            self._out.append(TakeAddresses())
-            self.vips_set = True
-            self._out.append(Announce(cfg.garp_repeat))
-            if cfg.garp_refresh_us:
-                self._garp_refresh_at = now + cfg.garp_refresh_us / US
-            if cfg.garp_delay_us:
-                self._garp_delay_at = now + cfg.garp_delay_us / US
-        elif self._garp_refresh_at is not None and now > self._garp_refresh_at:
+            self._take_addresses(now)
+            return
+        self._awaiting = 0      # not announced by the advert timer: it goes anyway
+        self._send_advert(self.effective_priority)
+        if self._garp_refresh_at is not None and now > self._garp_refresh_at:
             self._out.append(Announce(cfg.garp_refresh_repeat))
             self._garp_refresh_at = now + cfg.garp_refresh_us / US
+
+    def _take_addresses(self, now: float) -> None:
+        """Become master: addresses, then announcements, then the first advert.
+
+        Make before break: the old master lets the addresses go when it hears
+        our advert, so the advert waits until clients have been told to come
+        here (``announced``), or at the latest until the advert timer.
+        keepalived sends the advert first, then sets the addresses and
+        announces within microseconds; our netlink work takes milliseconds,
+        which clients spent knocking at a host that had just let go.
+        """
+        cfg = self.cfg
+        self.stats.become_master += 1
+        self.master_adver_int_us = cfg.advert_int_us
+        self.master_source = cfg.source
+        self.master_priority = self.effective_priority
+        self._out.append(TakeAddresses())
+        self.vips_set = True
+        self._tickets += 1
+        self._awaiting = self._tickets
+        self._out.append(Announce(cfg.garp_repeat, self._tickets))
+        if cfg.garp_refresh_us:
+            self._garp_refresh_at = now + cfg.garp_refresh_us / US
+        if cfg.garp_delay_us:
+            self._garp_delay_at = now + cfg.garp_delay_us / US
+
+    def _advertise(self, now: float) -> None:
+        """A master's advert out of turn, which restarts its advert timer."""
+        if self._awaiting:
+            return              # the first advert is owed: it goes once we have announced
+        self._send_advert(self.effective_priority)
+        self._sands = now + self.cfg.advert_int_us / US
 
     def _leave_master(self, now: float, new: State, reason: str) -> None:
         if new == State.FAULT:
@@ -705,6 +746,7 @@ class Instance:
     def _restore(self) -> None:
         self._forget_leftover()
         self._garp_delay_at = self._garp_refresh_at = self._lower_prio_garp_at = None
+        self._awaiting = 0
         if self.vips_set:
             self._out.append(ReleaseAddresses())
             self.vips_set = False

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import NamedTuple
 
 from ..config.model import Node
 from . import engine as e
@@ -37,6 +39,7 @@ from .vmac import VmacPlan, Vmacs, mentions_vmac, plan_vmacs
 log = logging.getLogger("keepalived_py.vrrp")
 
 TRANSITIONS_KEPT = 20
+DRAIN_LIMIT = 1024      # packets read from one socket before a timer acts (see _drain)
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -111,6 +114,15 @@ class _Diff:
         return [x for x in self.old if x not in self.new and x not in self.protected]
 
 
+class TransitionRecord(NamedTuple):
+    """A state change as the control socket shows it."""
+
+    at: float           # loop time
+    old: e.State
+    new: e.State
+    wall: float         # time.time() when it happened: taken once, never recomputed
+
+
 @dataclass
 class Running:
     """One instance at run time."""
@@ -131,7 +143,7 @@ class Running:
     priority_override: int | None = None    # maintenance: replaces the configured priority
     extra_garp_at: float | None = None      # garp_extra_if: when the next round is due
     # the recent ones, for the control socket; the log has them all
-    transitions: deque[tuple[float, e.State, e.State]] = field(
+    transitions: deque[TransitionRecord] = field(
         default_factory=lambda: deque(maxlen=TRANSITIONS_KEPT))
 
 
@@ -758,9 +770,9 @@ class VrrpRuntime:
 
     # -- events --------------------------------------------------------------
 
-    def _on_readable(self, sock: VrrpSocket, rx: socket.socket) -> None:
+    def _on_readable(self, sock: VrrpSocket, rx: socket.socket, limit: int = 64) -> None:
         now = self._loop.time()
-        for pkt in sock.read(rx):
+        for pkt in sock.read(rx, limit):
             candidates = self._by_vrid.get((id(sock), pkt.vrid))
             if not candidates:
                 continue                # another router's VRID: not ours to judge
@@ -773,7 +785,24 @@ class VrrpRuntime:
 
     def _on_timer(self, run: Running) -> None:
         run.timer = None
+        self._drain()
         self._perform(run, run.engine.tick(self._loop.time()))
+
+    def _drain(self) -> None:
+        """Read what the VRRP sockets hold before a timer acts.
+
+        After a freeze (SIGSTOP, a stalled VM) the loop may run an expired
+        master-down timer before the reader of the adverts that queued
+        meanwhile: a live master would be declared down, and our takeover
+        would pull clients away from it.  An advert read here restarts the
+        down timer, and ``tick`` then finds nothing due.
+        """
+        for sock in list(self._sockets.values()):
+            for rx in sock.rx:
+                try:
+                    self._on_readable(sock, rx, DRAIN_LIMIT)
+                except OSError as err:
+                    log.info("reading %s before a timer: %s", sock.ifname, err)
 
     async def _watch_links(self) -> None:
         while True:
@@ -890,7 +919,8 @@ class VrrpRuntime:
             elif isinstance(action, e.Log):
                 log.info("%s", action.message)
             elif isinstance(action, e.Transition):
-                run.transitions.append((self._loop.time(), action.old, action.new))
+                run.transitions.append(TransitionRecord(self._loop.time(), action.old,
+                                                        action.new, time.time()))
                 if self.on_transition:
                     self.on_transition(run, action)
                 regroup = True
@@ -1009,7 +1039,7 @@ class VrrpRuntime:
             if self.firewall and not run.spec.accept:
                 await self.firewall.unblock(self._addresses(run))
         elif isinstance(action, e.Announce):
-            await self._announce(run, action.repeat)
+            await self._announce(run, action.repeat, ticket=action.ticket)
         elif isinstance(action, e.AnnounceSource):
             source = run.engine.cfg.source
             if source is not None:
@@ -1020,23 +1050,39 @@ class VrrpRuntime:
         return [ip_address(v.address.ip) for v in (*run.vips, *run.evips)]
 
     async def _announce(self, run: Running, repeat: int,
-                        vips: list[VirtualAddress] | None = None) -> None:
+                        vips: list[VirtualAddress] | None = None, ticket: int = 0) -> None:
+        """``repeat`` rounds of GARPs / NAs, each only while the instance holds its
+        addresses: a round queued before it stepped down (after a freeze, say) would
+        pull clients to a host that no longer answers.  ``ticket``: the engine hears
+        when the first round is out (or will not be), and sends its first advert."""
         spec = run.spec
-        vips = [*run.vips, *run.evips] if vips is None else vips
-        # A VIP on another link is announced there, with that link's MAC.
-        senders = {spec.ifname: (run.announcer, run.mac)}
-        for vip in vips:
-            if vip.ifname not in senders:
-                senders[vip.ifname] = await self._announcer(vip.ifname)
-        for i in range(repeat):
+        try:
+            vips = [*run.vips, *run.evips] if vips is None else vips
+            # A VIP on another link is announced there, with that link's MAC.
+            senders = {spec.ifname: (run.announcer, run.mac)}
             for vip in vips:
-                address = ip_address(vip.address.ip)
-                announcer, mac = senders[vip.ifname]
-                if announcer is not None:
-                    announcer.announce(mac, address)
-                gap = spec.gna_interval_us if address.version == 6 else spec.garp_interval_us
-                if gap and i + 1 < repeat:
-                    await asyncio.sleep(gap / e.US)
+                if vip.ifname not in senders:
+                    senders[vip.ifname] = await self._announcer(vip.ifname)
+            for i in range(repeat):
+                for vip in vips:
+                    if not run.engine.vips_set:
+                        return
+                    address = ip_address(vip.address.ip)
+                    announcer, mac = senders[vip.ifname]
+                    if announcer is not None:
+                        announcer.announce(mac, address)
+                    gap = spec.gna_interval_us if address.version == 6 else spec.garp_interval_us
+                    if gap and i + 1 < repeat:
+                        await asyncio.sleep(gap / e.US)
+                if ticket:
+                    self._announced(run, ticket)
+                    ticket = 0
+        finally:
+            if ticket:
+                self._announced(run, ticket)
+
+    def _announced(self, run: Running, ticket: int) -> None:
+        self._perform(run, run.engine.announced(self._loop.time(), ticket))
 
     async def _announcer(self, ifname: str) -> tuple[Announcer | None, bytes]:
         announcer = self._announcers.get(ifname)

@@ -252,8 +252,8 @@ def instance_snapshot(run: Running, offset: float, *, node: Node | None = None,
     link_up = link_up or {}
     values = node.values if node is not None else {}
     unicast = cfg.unicast
-    transitions = [{"time": _epoch(t, offset), "from": old.name, "to": new.name}
-                   for t, old, new in run.transitions]
+    transitions = [{"time": _transition_time(record, offset), "from": record[1].name,
+                    "to": record[2].name} for record in run.transitions]
     nftable = firewall and not spec.accept and eng.vips_set
     return {
         "name": cfg.name,
@@ -348,6 +348,15 @@ def _vmac(run: Running, link_up: dict[str, bool]) -> dict[str, Any] | None:
 
 def _str(value: object | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _transition_time(record: tuple, offset: float) -> float:
+    """When a transition happened, in epoch seconds: the wall clock the runtime took
+    then (``TransitionRecord.wall``).  Recomputing it from the loop time and the
+    current offset would give a different answer at every read; records without one
+    (made by hand) have only that."""
+    wall = getattr(record, "wall", None)
+    return round(wall, 6) if wall is not None else _epoch(record[0], offset)
 
 
 def _epoch(loop_time: float, offset: float) -> float:

@@ -5,6 +5,10 @@ wire codec (``packet.encode`` / ``build_ah_datagram`` and, on receipt, the engin
 ``parse_ipv4`` / ``decode``) and reaches the other nodes ``latency`` seconds later.  Time
 only moves from one event to the next: a packet delivery or an instance's ``deadline``.
 Every action an instance returns is recorded with the time it happened.
+
+As the runtime does, an ``Announce`` with a ticket (becoming master) is reported back
+with ``announced`` once "the kernel" has set the addresses and the first round is out:
+``kernel_delay`` seconds later (0: at once).  ``announced_at`` records when.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ class Node:
     ttl: int = 255              # the TTL / hop limit its adverts arrive with
     log: list[tuple[float, Action]] = field(default_factory=list)
     ip_id: int = 0
+    announced_at: list[float] = field(default_factory=list)
+    frozen: bool = False        # SIGSTOP: no ticks; packets queue in ``backlog``
+    backlog: list[Received] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -92,11 +99,12 @@ class Node:
 class Segment:
     """A LAN (or a set of unicast peers) with a simulated clock."""
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, kernel_delay: float = 0.0) -> None:
         self.latency = latency
+        self.kernel_delay = kernel_delay
         self.now = 0.0
         self.nodes: list[Node] = []
-        self._queue: list[tuple[float, int, Node, Received]] = []
+        self._queue: list[tuple[float, int, Node, Received | int]] = []
         self._seq = itertools.count()
 
     def add(self, cfg: InstanceConfig, ttl: int = 255) -> Node:
@@ -116,9 +124,15 @@ class Segment:
             when, node = event
             self.now = max(self.now, when)
             if node is None:
-                _, _, target, pkt = heapq.heappop(self._queue)
-                if target.alive and target.attached:
-                    self._handle(target, target.inst.receive(self.now, pkt))
+                _, _, target, item = heapq.heappop(self._queue)
+                if isinstance(item, int):
+                    if target.alive:
+                        self._announced(target, item)
+                elif target.alive and target.attached:
+                    if target.frozen:
+                        target.backlog.append(item)
+                    else:
+                        self._handle(target, target.inst.receive(self.now, item))
             else:
                 self._handle(node, node.inst.tick(self.now))
         else:
@@ -130,7 +144,7 @@ class Segment:
         if self._queue:
             best = (self._queue[0][0], 0, None)      # deliveries first at equal times
         for i, node in enumerate(self.nodes):
-            if node.alive and node.inst.deadline is not None:
+            if node.alive and not node.frozen and node.inst.deadline is not None:
                 candidate = (max(node.inst.deadline, self.now), 1 + i, node)
                 if best is None or candidate[:2] < best[:2]:
                     best = candidate
@@ -177,6 +191,19 @@ class Segment:
         self.run_until(at)
         node.attached = True
 
+    def freeze(self, node: Node, at: float) -> None:
+        """SIGSTOP: the router neither runs its timers nor reads; adverts queue up."""
+        self.run_until(at)
+        node.frozen = True
+
+    def thaw(self, node: Node, at: float) -> None:
+        """SIGCONT: what queued is read first, then timers run (the runtime's drain)."""
+        self.run_until(at)
+        node.frozen = False
+        backlog, node.backlog = node.backlog, []
+        for pkt in backlog:
+            self._handle(node, node.inst.receive(self.now, pkt))
+
     def crash(self, node: Node, at: float) -> None:
         """The router dies silently: its adverts simply stop."""
         self.run_until(at)
@@ -189,7 +216,18 @@ class Segment:
             node.log.append((self.now, action))
             if isinstance(action, SendAdvert) and node.attached:
                 self._send(node, action)
+        for action in actions:
+            if isinstance(action, Announce) and action.ticket:
+                if self.kernel_delay:
+                    heapq.heappush(self._queue, (self.now + self.kernel_delay,
+                                                 next(self._seq), node, action.ticket))
+                else:
+                    actions = actions + self._announced(node, action.ticket)
         return actions
+
+    def _announced(self, node: Node, ticket: int) -> list[Action]:
+        node.announced_at.append(self.now)
+        return self._handle(node, node.inst.announced(self.now, ticket))
 
     def _send(self, sender: Node, send: SendAdvert) -> None:
         cfg = sender.inst.cfg

@@ -299,16 +299,18 @@ def test_master_sends_an_advert_every_advert_interval(advert_int: float) -> None
                for _, adv in node.adverts())
 
 
-def test_becoming_master_sends_advert_then_takes_addresses_then_announces() -> None:
+def test_becoming_master_takes_addresses_announces_then_advertises() -> None:
+    # Make before break: the old master lets the addresses go when it hears our
+    # advert, so the advert follows the announcement (keepalived: the other way round).
     seg = Segment()
     node = seg.add(config("R", A, 200, garp_repeat=3))
     seg.start(node, 0.0)
     seg.run_until(4.0)
     t = down(200)
     actions = node.actions(t)
-    assert kinds(actions) == [Transition, SendAdvert, TakeAddresses, Announce]
+    assert kinds(actions) == [Transition, TakeAddresses, Announce, SendAdvert]
     assert (actions[0].old, actions[0].new, actions[0].priority) == (BACKUP, MASTER, 200)
-    assert actions[1:] == [SendAdvert(advert(200)), TakeAddresses(), Announce(3)]
+    assert actions[1:] == [TakeAddresses(), Announce(3, ticket=1), SendAdvert(advert(200))]
     assert node.inst.vips_set
     assert node.inst.stats.become_master == 1
 
@@ -359,10 +361,12 @@ def test_higher_priority_backup_preempts_after_its_down_timer() -> None:
     seg.run_until(40.0)
     assert b.times_entered(MASTER) == [at(10.0 + down(200))]
     assert b.inst.stats.advert_rcvd >= 3
-    # The old master hears the higher advert and gives up at once.
+    # The old master hears the higher advert and gives up at once, after one
+    # advert of its own (see test_a_master_stepping_down_sends_its_own_advert_first).
     t = 13.21875
-    assert [type(x) for x in a.actions(t)] == [ReleaseAddresses, Transition]
-    assert a.actions(t)[1].old == MASTER and a.actions(t)[1].new == BACKUP
+    assert [type(x) for x in a.actions(t)] == [SendAdvert, ReleaseAddresses, Transition]
+    assert a.actions(t)[0].advert.priority == 100
+    assert a.actions(t)[2].old == MASTER and a.actions(t)[2].new == BACKUP
     assert a.inst.stats.release_master == 1
     assert not a.inst.vips_set
     assert a.inst.master_priority == 200 and a.inst.master_source == B
@@ -751,18 +755,18 @@ def test_election_through_the_codec(options: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("send", [False, True])
-def test_higher_prio_send_advert(send: bool) -> None:
+def test_a_master_stepping_down_sends_its_own_advert_first(send: bool) -> None:
+    # keepalived does it only with higher_prio_send_advert; we always do: after a
+    # split brain the higher master may never have heard us, and only hearing our
+    # lower priority makes it announce again (garp_lower_prio_repeat).
     seg = Segment()
     a = seg.add(config("A", A, 100, higher_prio_send_advert=send))
     seg.start(a, 0.0)
     seg.run_until(5.0)
     actions = [x for x in seg.inject(a, 5.5, wire(advert(200), src=B))
                if not isinstance(x, Log)]
-    expected = [SendAdvert, ReleaseAddresses, Transition] if send else [
-        ReleaseAddresses, Transition]
-    assert kinds(actions) == expected
-    if send:
-        assert actions[0].advert.priority == 100
+    assert kinds(actions) == [SendAdvert, ReleaseAddresses, Transition]
+    assert actions[0].advert.priority == 100
     assert a.state == BACKUP
     assert a.inst.deadline == at(5.5 + down(100))
 
@@ -910,9 +914,9 @@ def test_owner_leaving_fault_becomes_master_at_once() -> None:
     seg.link(a, 5.5, up=False)
     assert a.state == FAULT
     seg.link(a, 7.0, up=True)
-    assert kinds(a.actions(7.0)) == [Transition, SendAdvert, TakeAddresses, Announce]
+    assert kinds(a.actions(7.0)) == [Transition, TakeAddresses, Announce, SendAdvert]
     assert a.actions(7.0)[0].old == FAULT and a.actions(7.0)[0].new == MASTER
-    assert a.actions(7.0)[1].advert.priority == 255
+    assert a.actions(7.0)[3].advert.priority == 255
 
 
 def test_all_fault_reasons_must_clear() -> None:
@@ -1040,7 +1044,8 @@ def test_v3_unicast_switches_to_the_old_checksum_when_a_peer_uses_it() -> None:
     actions = inst.receive(0.5, Received(old_style, peer, me))
     assert inst.stats.chk_err == 0 and inst.deadline != before     # accepted
     assert any("old version" in str(a) for a in actions)
-    sent = [a for a in inst.tick(100.0) if isinstance(a, SendAdvert)]
+    (ticket,) = [a.ticket for a in inst.tick(100.0) if isinstance(a, Announce)]
+    sent = [a for a in inst.announced(100.0, ticket) if isinstance(a, SendAdvert)]
     assert sent and sent[0].checksum_dst == pk.VRRP_GROUP_V4
 
     never = instance("never")
@@ -1048,7 +1053,8 @@ def test_v3_unicast_switches_to_the_old_checksum_when_a_peer_uses_it() -> None:
     assert never.stats.chk_err == 1
 
     always = instance("config")
-    sent = [a for a in always.tick(100.0) if isinstance(a, SendAdvert)]
+    (ticket,) = [a.ticket for a in always.tick(100.0) if isinstance(a, Announce)]
+    sent = [a for a in always.announced(100.0, ticket) if isinstance(a, SendAdvert)]
     assert sent and sent[0].checksum_dst == pk.VRRP_GROUP_V4
 
 

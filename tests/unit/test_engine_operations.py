@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from keepalived_py.vrrp.engine import (
     US,
+    Announce,
     ReleaseAddresses,
     SendAdvert,
     State,
@@ -207,3 +209,126 @@ def test_released_from_forced_backup_it_preempts_as_usual() -> None:
     assert node.state == MASTER and peer.state == BACKUP
     # it ignored the lower master's adverts and took over at its down timer
     assert node.times_entered(MASTER)[0] <= 10.0 + down(150) + 1e-6
+
+
+# -- make before break: the old master lets go once clients were told -------------------
+
+KERNEL = 0.008          # setting the addresses and the first announcement round take a while
+
+
+def announces(node) -> list[float]:  # noqa: ANN001 - engine_sim.Node
+    return [t for t, a in node.log if isinstance(a, Announce)]
+
+
+def first_advert_as_master(node, since: float) -> float:  # noqa: ANN001 - engine_sim.Node
+    return next(t for t, a in node.log if isinstance(a, SendAdvert) and t >= since
+                and a.advert.priority)
+
+
+def test_forced_hand_over_lets_go_only_after_the_new_master_announced() -> None:
+    seg = Segment(kernel_delay=KERNEL)
+    node = seg.add(config("R", A, 150))
+    peer = seg.add(config("P", B, 100))
+    seg.start(node, 0.0)
+    seg.start(peer, 0.0)
+    seg.run_until(10.0)
+    seg.hold(node, 10.0, True)
+    seg.run_until(20.0)
+    took = peer.times_entered(MASTER)[-1]
+    assert took == at(10.0 + skew(100))
+    # the new master: addresses and announcement first, its advert after them
+    assert peer.announced_at[-1] == at(took + KERNEL)
+    assert first_advert_as_master(peer, took) == at(took + KERNEL)
+    # the old master kept its addresses until that advert
+    assert releases(node)[-1] == at(took + KERNEL)
+
+
+def test_preemption_hand_back_lets_go_only_after_the_new_master_announced() -> None:
+    # P (the lower) is master while R is forced to BACKUP; released, R preempts.
+    # P's adverts reach R while it is setting up: R answers none of them before
+    # its announcement, so P keeps the addresses until clients were told.
+    slow = 0.9          # a kernel slow enough that one of P's adverts falls in the window
+    seg = Segment(kernel_delay=slow)
+    node = seg.add(config("R", A, 150))
+    peer = seg.add(config("P", B, 100))
+    seg.hold(node, 0.0, True)
+    seg.start(node, 0.0)
+    seg.start(peer, 0.0)
+    seg.run_until(10.0)
+    assert peer.state == MASTER
+    seg.hold(node, 10.0, False)
+    seg.run_until(30.0)
+    took = node.times_entered(MASTER)[-1]
+    heard = [t for t, _ in peer.adverts() if took < t < took + slow]
+    assert heard, "the test wants one of P's adverts within R's set-up"
+    assert first_advert_as_master(node, took) == at(took + slow)
+    assert releases(peer)[-1] == at(took + slow)
+    assert peer.state == BACKUP and node.state == MASTER
+
+
+def test_the_first_advert_goes_at_the_advert_timer_if_the_announcement_never_comes() -> None:
+    seg = Segment(kernel_delay=4.5)          # netlink hangs
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0)
+    seg.run_until(20.0)
+    took = node.times_entered(MASTER)[0]
+    times = [t for t, _ in node.adverts()]
+    assert times[0] == at(took + 1.0)
+    # the late report is not a second first advert
+    assert not [t for t in times if abs(t - (took + 4.5)) < 1e-3]
+    assert times == [at(took + 1.0 + k) for k in range(len(times))]
+
+
+def test_a_stale_ticket_does_not_release_the_first_advert() -> None:
+    seg = Segment(kernel_delay=5.0)
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0)
+    seg.run_until(down(150))
+    assert node.state == MASTER and node.adverts() == []
+    assert node.inst.announced(seg.now, 999) == []
+    (announce,) = [a for _, a in node.log if isinstance(a, Announce)]
+    sent = node.inst.announced(seg.now, announce.ticket)
+    assert [a.advert.priority for a in sent if isinstance(a, SendAdvert)] == [150]
+
+
+# -- a thawed backup, a healed split brain ------------------------------------------------
+
+def test_a_thawed_backup_reads_the_queued_adverts_before_its_timer() -> None:
+    """What the runtime's drain gives: a backup frozen past its down timer reads the
+    adverts that queued meanwhile before it acts on the timer, and stays backup."""
+    seg = Segment()
+    master = seg.add(config("M", A, 150))
+    backup = seg.add(config("B", B, 100))
+    seg.start(master, 0.0)
+    seg.start(backup, 0.0)
+    seg.run_until(10.0)
+    seg.freeze(backup, 10.0)
+    late = 10.0 + down(100) + 1.5          # its down timer ran out 1.5 s ago
+    seg.thaw(backup, late)
+    assert backup.inst.deadline > late
+    seg.run_until(late + 5.0)
+    assert backup.state == BACKUP and backup.times_entered(MASTER) == []
+    assert backup.inst.stats.advert_rcvd > 8
+
+
+@pytest.mark.parametrize("phase", [0.05, 0.3, 0.55, 0.8, 0.97])
+def test_a_healed_split_brain_brings_clients_back_within_an_advert_interval(
+        phase: float) -> None:
+    seg = Segment()
+    # keepalived's defaults: garp_lower_prio_repeat follows garp_master_repeat
+    high = seg.add(config("H", A, 200, garp_lower_prio_repeat=5))
+    low = seg.add(config("L", B, 100, garp_lower_prio_repeat=5))
+    seg.start(high, 0.0)
+    seg.start(low, 0.0)
+    seg.run_until(10.0)
+    seg.detach(low, 10.0)                 # VRRP cut: both masters
+    seg.run_until(20.0)
+    assert high.state == MASTER and low.state == MASTER
+    heal = 20.0 + phase                   # any phase of the two advert timers
+    seg.attach(low, heal)
+    seg.run_until(heal + 3.0)
+    # the high master announces again on hearing the low one, who either adverts
+    # first or answers the high master's advert as it steps down
+    again = [t for t in announces(high) if t >= heal]
+    assert again and again[0] <= heal + 1.0 + 1e-6
+    assert low.state == BACKUP and not low.inst.vips_set
