@@ -785,7 +785,8 @@ class VrrpRuntime:
 
     def _on_timer(self, run: Running) -> None:
         run.timer = None
-        self._drain()
+        if run.engine.state == e.State.BACKUP:     # only a backup's timer can find a master down
+            self._drain()
         self._perform(run, run.engine.tick(self._loop.time()))
 
     def _drain(self) -> None:
