@@ -649,13 +649,19 @@ class Instance:
             self._set_state(State.BACKUP, reason)
             self._sands = now + self.master_down_us() / US
             return
-        self._leftover = False          # TakeAddresses below adds them again, which is harmless
+        # Addresses still ours (a resumed master, a hold that found no taker): no other
+        # router took them, so nobody is to be waited for before the advert.
+        kept, self._leftover = self._leftover, False   # TakeAddresses adds them again: harmless
         if self.cfg.auth_type == 2 and self._ah_seq > 0xFFFFFFFD:
             self._ah_seq = 0
         self._preempt_time = None
         self._set_state(State.MASTER, reason)
         self._sands = now + self.cfg.advert_int_us / US
-        self._master_tx(now)
+        if kept:
+            self._send_advert(self.effective_priority)
+            self._take_addresses(now, ticket=False)
+        else:
+            self._master_tx(now)
 
     def _master_tx(self, now: float) -> None:
         cfg = self.cfg
@@ -668,7 +674,7 @@ class Instance:
             self._out.append(Announce(cfg.garp_refresh_repeat))
             self._garp_refresh_at = now + cfg.garp_refresh_us / US
 
-    def _take_addresses(self, now: float) -> None:
+    def _take_addresses(self, now: float, ticket: bool = True) -> None:
         """Become master: addresses, then announcements, then the first advert.
 
         Make before break: the old master lets the addresses go when it hears
@@ -677,6 +683,7 @@ class Instance:
         keepalived sends the advert first, then sets the addresses and
         announces within microseconds; our netlink work takes milliseconds,
         which clients spent knocking at a host that had just let go.
+        Without ``ticket`` the advert has gone already.
         """
         cfg = self.cfg
         self.stats.become_master += 1
@@ -685,9 +692,10 @@ class Instance:
         self.master_priority = self.effective_priority
         self._out.append(TakeAddresses())
         self.vips_set = True
-        self._tickets += 1
-        self._awaiting = self._tickets
-        self._out.append(Announce(cfg.garp_repeat, self._tickets))
+        if ticket:
+            self._tickets += 1
+            self._awaiting = self._tickets
+        self._out.append(Announce(cfg.garp_repeat, self._awaiting))
         if cfg.garp_refresh_us:
             self._garp_refresh_at = now + cfg.garp_refresh_us / US
         if cfg.garp_delay_us:

@@ -45,6 +45,20 @@ def test_resumed_master_waits_skew_only_and_keeps_its_addresses_meanwhile() -> N
     assert releases(node) == []
 
 
+def test_resumed_master_advertises_at_once() -> None:
+    # its addresses never left and nobody took them: nobody is to be waited for, and a
+    # thousand instances announcing first would keep their adverts back for seconds
+    seg = Segment()
+    node = seg.add(config("R", A, 150))
+    seg.start(node, 0.0, resume=True)
+    seg.run_until(skew(150) + 0.0001)
+    became = node.times_entered(MASTER)[0]
+    actions = node.actions(at=became)
+    sent = [i for i, a in enumerate(actions) if isinstance(a, SendAdvert)]
+    assert sent and sent[0] < actions.index(TakeAddresses())
+    assert any(isinstance(a, Announce) and a.ticket == 0 for a in actions)
+
+
 def test_resumed_master_silences_a_lower_backup_that_was_about_to_take_over() -> None:
     seg = Segment()
     peer = seg.add(config("P", B, 100))
