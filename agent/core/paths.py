@@ -193,8 +193,13 @@ def remove_empty_dirs(path: Path, top: Path) -> None:
 
 
 def write_pid_file(path: str | os.PathLike[str]) -> None:
+    """Written whole or not at all: a reader never finds it empty (``live_pid``, or
+    a test polling for a restarted child)."""
     make_dir(Path(path).parent)
-    Path(path).write_text(f"{os.getpid()}\n")
+    try:
+        write_atomic(path, f"{os.getpid()}\n")
+    except OSError as err:
+        raise PathsError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -101,7 +101,7 @@ def test_no_permission(open_dir: Path) -> None:
                str(held / "v.pid"), "--control-socket", str(held / "c.sock"),
                "--maintenance-file", "", user="65534", cwd=open_dir)
     # KEEPALIVED_EXIT_MISSING_PERMISSION
-    refused(done, 4, f"cannot start: {held / 'k.pid'} Permission denied")
+    refused(done, 4, f"cannot write {held / 'k.pid'}: Permission denied")
 
 
 def test_a_bad_option() -> None:
