@@ -13,7 +13,6 @@ log = logging.getLogger("keepalived_py")
 
 # keepalived's exit codes (lib/scheduler.h); 1, 2 and 4 from a child tell the parent
 # not to respawn it
-EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_CONFIG = 2
 EXIT_MISSING_PERMISSION = 4
