@@ -6,13 +6,16 @@ import ast
 from pathlib import Path
 
 AGENT = Path(__file__).resolve().parents[2] / "agent"
-SUBSYSTEMS = {"vrrp", "check", "bfd", "ipvs"}
+SUBSYSTEMS = {"vrrp", "check", "bfd"}
 # what each part may import (besides itself)
 ALLOWED = {
     "config": set(),
     "trackers": {"config"},
     "host": {"config", "trackers"},
     "core": {"config", "host", "trackers"},
+    # the data planes: the checker process programs them, the VRRP process drives
+    # IPVS's sync daemon
+    "ipvs": {"config", "host"},
 }
 
 
