@@ -129,7 +129,7 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("-r", "--vrrp_pid", metavar="FILE",
                         help="VRRP process pid file (default vrrp.pid beside it)")
     parser.add_argument("-c", "--checkers_pid", metavar="FILE",
-                        help="checker process pid file (accepted; no checker process yet)")
+                        help="checker process pid file (default checkers.pid beside it)")
     parser.add_argument("-b", "--bfd_pid", metavar="FILE",
                         help="BFD process pid file (accepted; no BFD process yet)")
     parser.add_argument("-X", "--release-vips", action="store_true",
@@ -137,7 +137,7 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--dont-release-vrrp", action="store_true",
                         help="leave VIPs, virtual routes and rules in place on stop")
     parser.add_argument("-I", "--dont-release-ipvs", action="store_true",
-                        help="leave the IPVS topology in place on stop (no IPVS yet)")
+                        help="leave the IPVS topology in place on stop")
     parser.add_argument("-R", "--dont-respawn", action="store_true",
                         help="do not restart a child process that dies: stop instead")
     parser.add_argument("--signum", choices=sorted(SIGNALS), metavar="|".join(SIGNALS),
@@ -301,7 +301,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     log.info("Starting keepalived-py %s", __version__)
     root, key = _read_to_run(args, config_id)
     paths = RunPaths.of(key)
-    child_pid_files = {k.name: getattr(args, k.pid_option, None) or str(paths.pid_file(k.name))
+    child_pid_files = {k.name: getattr(args, k.pid_option, None)
+                       or str(paths.pid_file(k.pid_option.removesuffix("_pid")))
                        for k in KINDS}
     pid_file = args.pid or str(paths.pid_file("keepalived"))
     control = str(paths.control_socket) if args.control_socket is None \
@@ -326,7 +327,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         enabled=lambda name: (only is None or name in only) and not (
             args.no_bfd and name == "bfd"),
         respawn=not args.dont_respawn, release_vips=not args.dont_release_vrrp,
-        control_socket=control, metrics_listen=args.metrics_listen,
+        release_ipvs=not args.dont_release_ipvs, control_socket=control, metrics_listen=args.metrics_listen,
         reload_check_log=reload_check_log(root), maintenance_file=maintenance,
         startup_script=scripts.get("global_defs", None, "startup_script"),
         startup_timeout=float(glob[0].get("startup_script_timeout")) if glob else 10,

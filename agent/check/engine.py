@@ -38,6 +38,8 @@ DEFAULT_DRAIN_TIME = 60.0
 RsKey = tuple[str, int]
 VsKey = tuple[Any, ...]
 CheckerRef = tuple[VsKey, RsKey, int]
+Wanted = dict[VsKey, tuple[VirtualServerSpec, dict[RsKey, tuple[RealServerSpec, int]]]]
+"""The tables we want: each service with its destinations and their weights."""
 
 
 def real_weight(weight: int) -> int:
@@ -98,13 +100,15 @@ class VsNotify:
 
 @dataclass(frozen=True)
 class RsMail:
-    """An SMTP alert about a real server (smtp_alert), worded as keepalived's."""
+    """An SMTP alert about a real server (smtp_alert): a checker's result (``kind``,
+    its ``up``), or its removal (``kind`` None); ``alive`` is the server's state."""
 
     vs: VirtualServerSpec
     rs: RealServerSpec
-    up: bool
-    body: str
-    checker: CheckerSpec | None = None
+    alive: bool
+    kind: str | None = None
+    up: bool = False
+    stopping: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,12 +252,22 @@ class Pool:
 
     # -- start -------------------------------------------------------------------------
     def start(self, now: float, file_values: dict[str, int] | None = None,
-              local_addresses: set[str] | None = None) -> list[Action]:
+              local_addresses: set[str] | None = None,
+              adopt: set[tuple[VsKey, RsKey]] | None = None) -> list[Action]:
         """Program every virtual server (keepalived's init_services) and schedule the
         first checks.  ``file_values``: each FILE_CHECK's track file's number now;
-        ``local_addresses``: the addresses on this host (ha_suspend)."""
+        ``local_addresses``: the addresses on this host (ha_suspend); ``adopt``: the
+        real servers serving in the kernel already (a restarted checker process):
+        they stay in the pool until a check says otherwise, alpha or not."""
         out: list[Action] = []
         for vs in self.servers.values():
+            for key in (rs_key for vs_key, rs_key in adopt or () if vs_key == vs.key):
+                rs = vs.reals.get(key)
+                if rs is not None:
+                    for c in rs.checkers:
+                        if c.spec.alpha and not c.up:
+                            c.up = True
+                            rs.failed -= 1
             self._init_files(vs, file_values or {})
             self._init_vs(vs, out)
             if vs.spec.ha_suspend:
@@ -381,9 +395,11 @@ class Pool:
 
     # -- results ---------------------------------------------------------------------------
     def result(self, ref: CheckerRef, ok: bool, now: float, *, error: str = "",
-               weight: int | None = None) -> list[Action]:
+               weight: int | None = None, inconclusive: bool = False) -> list[Action]:
         """A probe's result; ``weight``: a MISC_CHECK's dynamic weight (exit status - 2),
-        None for an exit 0 or a failure."""
+        None for an exit 0 or a failure.  ``inconclusive``: the attempt failed on our
+        side before reaching the server (no socket, a bind refused): keepalived
+        logs it and tries again after delay_loop, counting nothing."""
         c = self._lookup(ref)
         if c is None or not c.running:
             return []                   # its server was removed or changed meanwhile
@@ -391,6 +407,11 @@ class Pool:
         c.running = False
         c.last_result, c.last_error, c.last_time = ok, error, now
         out: list[Action] = []
+        if inconclusive:
+            out.append(Log(f"{c.spec.kind} on service {_target(vs, rs, c.spec)}: {error} - "
+                           "will try again"))
+            self._schedule(ref, c, now + c.spec.delay_loop)
+            return out
         kind = c.spec.kind
         if kind in ("HTTP_GET", "SSL_GET"):
             delay = self._http_epilog(vs, rs, c, ok, out)
@@ -415,14 +436,12 @@ class Pool:
             name = _check_name(spec)
             if ok and (not c.up or not c.has_run):
                 out.append(Log(f"{name} connection to {_target(vs, rs, spec)} success."))
-                self._checker_state(vs, rs, c, True, out,
-                                    mail=f"=> {name} CHECK succeed on service <=")
+                self._checker_state(vs, rs, c, True, out)
             elif not ok and (c.up or not c.has_run):
                 retries = f" after {spec.retry} retries" if spec.retry and c.has_run else ""
                 out.append(Log(f"{spec.kind} on service {_target(vs, rs, spec)} "
                                f"failed{retries}."))
-                self._checker_state(vs, rs, c, False, out,
-                                    mail=f"=> {name} CHECK failed on service <=")
+                self._checker_state(vs, rs, c, False, out)
         else:
             delay = spec.delay_before_retry
             c.retry_it += 1
@@ -442,8 +461,7 @@ class Pool:
                 if not c.up or not c.has_run:
                     out.append(Log(f"Remote Web server {_target(vs, rs, spec)} succeed on "
                                    "service."))
-                    self._checker_state(vs, rs, c, True, out,
-                                        mail="=> CHECK succeed on service <=")
+                    self._checker_state(vs, rs, c, True, out)
                     c.has_run = True
                 c.url = 0
             elif c.failed_url is not None:
@@ -460,9 +478,7 @@ class Pool:
                     retries = f" after {c.retry_it - 1} retries" if spec.retry else ""
                     out.append(Log(f"HTTP_CHECK on service {_target(vs, rs, spec)} "
                                    f"failed{retries}."))
-                    self._checker_state(vs, rs, c, False, out,
-                                        mail="=> CHECK failed on service : HTTP request "
-                                             "failed <=")
+                    self._checker_state(vs, rs, c, False, out)
                 c.failed_url = c.url
             delay = max(spec.delay_before_retry, spec.delay_loop) \
                 if c.failed_url is not None else spec.delay_before_retry
@@ -484,8 +500,7 @@ class Pool:
                 c.cur_weight = new
                 c.last_exit = status
             if not c.up or not c.has_run:
-                self._checker_state(vs, rs, c, True, out,
-                                    mail="=> MISC CHECK succeeded on service <=")
+                self._checker_state(vs, rs, c, True, out)
             c.retry_it = 0
         elif c.up or not c.has_run:
             if c.retry_it < spec.retry:
@@ -496,8 +511,7 @@ class Pool:
                 rs.effective_weight -= c.cur_weight
                 c.cur_weight = 0
                 c.last_exit = None
-                self._checker_state(vs, rs, c, False, out,
-                                    mail="=> MISC CHECK failed on service <=")
+                self._checker_state(vs, rs, c, False, out)
         c.has_run = True
         return spec.delay_before_retry if c.retry_it else spec.delay_loop
 
@@ -515,13 +529,13 @@ class Pool:
             if before == status:
                 continue
             if status == WEIGHT_FAULT:
-                self._checker_state(vs, rs, c, False, out)
+                self._checker_state(vs, rs, c, False, out, mail=False)
                 rs.effective_weight -= c.cur_weight
                 c.cur_weight = 0
             elif before == WEIGHT_FAULT:
                 c.cur_weight = status
                 rs.effective_weight += status
-                self._checker_state(vs, rs, c, True, out)
+                self._checker_state(vs, rs, c, True, out, mail=False)
             else:
                 self._set_weight(vs, rs, rs.effective_weight + status - before, out)
                 c.cur_weight = status
@@ -529,7 +543,7 @@ class Pool:
 
     # -- real server and quorum --------------------------------------------------------
     def _checker_state(self, vs: VirtualServer, rs: RealServer, c: Checker, up: bool,
-                       out: list[Action], mail: str | None = None) -> None:
+                       out: list[Action], mail: bool = True) -> None:
         """update_svr_checker_state: a real server is up only when all its checkers are."""
         was_alive = rs.alive
         was_up = c.up
@@ -549,7 +563,7 @@ class Pool:
             rs.failed = max(rs.failed, 0)
         if mail and rs.spec.smtp_alert and was_up != up and \
                 (was_alive != rs.alive or not self.no_checker_emails):
-            out.append(RsMail(vs.spec, rs.spec, up, mail, c.spec))
+            out.append(RsMail(vs.spec, rs.spec, rs.alive, c.spec.kind, up))
 
     def _server_state(self, vs: VirtualServer, rs: RealServer, alive: bool,
                       out: list[Action]) -> None:
@@ -763,7 +777,7 @@ class Pool:
         if was_alive:
             out.append(RsNotify(vs.spec, rs.spec, False))
             if rs.spec.smtp_alert:
-                out.append(RsMail(vs.spec, rs.spec, False, "=> Removing <="))
+                out.append(RsMail(vs.spec, rs.spec, False))
 
     def drained(self, now: float, connections: dict[tuple[VsKey, RsKey], int]) -> list[Action]:
         """Delete the draining destinations whose connections (active + inactive, as
@@ -826,8 +840,7 @@ class Pool:
             return
         out.append(RsNotify(vs.spec, rs.spec, False, stopping))
         if rs.spec.smtp_alert:
-            out.append(RsMail(vs.spec, rs.spec, False,
-                              "=> Shutting down <=" if stopping else "=> Removing <="))
+            out.append(RsMail(vs.spec, rs.spec, False, stopping=stopping))
 
     def _vs_down(self, vs: VirtualServer, out: list[Action], *, stopping: bool) -> None:
         """update_vs_notifies: the quorum goes with the server's last real servers."""
@@ -839,8 +852,7 @@ class Pool:
                 out.append(VsNotify(vs.spec, False, False, threshold, weight_sum, stopping))
 
     # -- what is wanted of the kernel --------------------------------------------------
-    def wanted(self) -> dict[VsKey, tuple[VirtualServerSpec, dict[RsKey, tuple[RealServerSpec,
-                                                                               int]]]]:
+    def wanted(self) -> Wanted:
         """Every service we program, with its destinations and their weights."""
         return {key: (vs.spec, {k: (vs.destinations[k], w) for k, w in vs.table.items()})
                 for key, vs in self.servers.items() if vs.alive}
@@ -858,7 +870,7 @@ class ReloadReport:
 def _same_checker(old: CheckerSpec, new: CheckerSpec) -> bool:
     """Whether a checker carries over a reload: the same kind probing the same way
     (keepalived's compare); its place among the server's checkers does not matter."""
-    return old == CheckerSpec(**{**new.__dict__, "index": old.index})
+    return old == CheckerSpec(**{**new.__dict__, "index": old.index, "nth": old.nth})
 
 
 def file_status(spec: CheckerSpec, value: int) -> int:

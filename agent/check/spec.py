@@ -66,6 +66,7 @@ class CheckerSpec:
 
     kind: str
     index: int                          # its place among the real server's checkers
+    nth: int                            # its place among the checkers of its kind
     retry: int
     delay_before_retry: float
     delay_loop: float
@@ -81,6 +82,7 @@ class CheckerSpec:
     file: str | None = None             # FILE_CHECK: the track_file's name
     file_weight: int = 1
     file_reverse: bool = False
+    node: Node | None = field(default=None, compare=False, repr=False)   # its block
 
     @property
     def timed(self) -> bool:
@@ -189,6 +191,14 @@ def _label(head: object) -> str:
     return str(head)
 
 
+def _canonical(ip: str) -> str:
+    """An address as inet_ntop writes it (what keepalived prints and the kernel reads)."""
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip
+
+
 def _family(ip: str) -> int:
     return 10 if ipaddress.ip_address(ip.split("%")[0]).version == 6 else 2
 
@@ -217,7 +227,7 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _checker(kind: str, index: int, node: Node, rs: Node, vs: Node,
+def _checker(kind: str, index: int, nth: int, node: Node, rs: Node, vs: Node,
              rs_alpha: bool) -> CheckerSpec:
     delay_loop = _first(_timer(node, "delay_loop"), _timer(rs, "delay_loop"),
                         _timer(vs, "delay_loop"), 60.0)
@@ -234,11 +244,11 @@ def _checker(kind: str, index: int, node: Node, rs: Node, vs: Node,
                              _timer(vs, "connect_timeout"), 5.0)
     alpha = node.values.get("alpha")
     spec: dict[str, Any] = dict(
-        kind=kind, index=index, retry=int(retry), delay_before_retry=delay_before_retry,
+        kind=kind, index=index, nth=nth, retry=int(retry), delay_before_retry=delay_before_retry,
         delay_loop=delay_loop, warmup=warmup, connect_timeout=connect_timeout,
         alpha=bool(rs_alpha if alpha is None else alpha),
         log_all_failures=bool(node.values.get("log_all_failures", False)),
-        options=_checker_options(node))
+        options=_checker_options(node), node=node)
     if kind in ("HTTP_GET", "SSL_GET"):
         spec["urls"] = max(1, len(node.blocks("url")))
         spec["fast_recovery"] = bool(node.values.get("fast_recovery", False))
@@ -254,9 +264,10 @@ def _checker(kind: str, index: int, node: Node, rs: Node, vs: Node,
     return CheckerSpec(**spec)
 
 
-def _real_server(node: Node, vs: Node, vs_spec: dict[str, Any], vs_label: str) -> RealServerSpec:
+def _real_server(node: Node, vs: Node, vs_spec: dict[str, Any], vs_label: str,
+                 smtp_global: bool | None) -> RealServerSpec:
     head = node.head
-    ip = str(head[0])
+    ip = _canonical(str(head[0]))
     port = _port(head)
     forwarding = Forwarding.from_words(node.values.get("lvs_method")
                                        or vs.values.get("lvs_method") or ("NAT",))
@@ -274,11 +285,11 @@ def _real_server(node: Node, vs: Node, vs_spec: dict[str, Any], vs_label: str) -
     skipped: list[str] = []
     index = 0
     for kind in CHECKER_KINDS:
-        for block in node.blocks(kind):
+        for nth, block in enumerate(node.blocks(kind)):
             if kind not in RUNNABLE:
                 skipped.append(kind)
                 continue
-            checkers.append(_checker(kind, index, block, node, vs, alpha))
+            checkers.append(_checker(kind, index, nth, block, node, vs, alpha))
             index += 1
     smtp = node.values.get("smtp_alert")
     return RealServerSpec(
@@ -286,7 +297,9 @@ def _real_server(node: Node, vs: Node, vs_spec: dict[str, Any], vs_label: str) -
         forwarding=forwarding, inhibit=inhibit, alpha=alpha,
         uthreshold=int(node.values.get("uthreshold", 0)),
         lthreshold=int(node.values.get("lthreshold", 0)),
-        smtp_alert=True if smtp is None else bool(smtp),
+        # a real server alerts unless told not to (keepalived keeps this old default)
+        smtp_alert=bool(smtp) if smtp is not None else
+        smtp_global if smtp_global is not None else True,
         virtualhost=node.values.get("virtualhost"),
         script_name=f"{vs_label}/{_label(head)}",
         checkers=tuple(checkers), skipped=tuple(skipped))
@@ -304,12 +317,13 @@ def _sorry(vs: Node, vs_spec: dict[str, Any]) -> RealServerSpec | None:
             port = 0
     elif forwarding.method != "NAT" or port == 0:
         port = vs_spec["port"]
-    return RealServerSpec(ip=str(head[0]), port=port, weight=int(vs.values.get("weight", 1)),
+    return RealServerSpec(ip=_canonical(str(head[0])), port=port, weight=int(vs.values.get("weight", 1)),
                           forwarding=forwarding, inhibit="sorry_server_inhibit" in vs.values,
                           alpha=False)
 
 
-def _virtual_server(node: Node, smtp_default: bool, notes: list[str]) -> VirtualServerSpec | None:
+def _virtual_server(node: Node, smtp_global: bool | None,
+                    notes: list[str]) -> VirtualServerSpec | None:
     head = node.head
     if head is None or head[0] == "group":
         notes.append(f"virtual_server group {head[1] if head else ''}: virtual server groups "
@@ -325,7 +339,7 @@ def _virtual_server(node: Node, smtp_default: bool, notes: list[str]) -> Virtual
         base = dict(kind="fwmark", af=af, protocol="none", ip=None, port=0,
                     fwmark=int(head[1]))
     else:
-        ip = str(head[0])
+        ip = _canonical(str(head[0]))
         base = dict(kind="address", af=_family(ip),
                     protocol=str(node.values.get("protocol", "UDP")).lower(), ip=ip,
                     port=_port(head), fwmark=0)
@@ -343,7 +357,7 @@ def _virtual_server(node: Node, smtp_default: bool, notes: list[str]) -> Virtual
     reals: list[RealServerSpec] = []
     seen: set[tuple[str, int]] = set()
     for rs in node.blocks("real_server"):
-        spec = _real_server(rs, node, base, label)
+        spec = _real_server(rs, node, base, label, smtp_global)
         if spec.key in seen:             # keepalived removes the second one
             continue
         seen.add(spec.key)
@@ -359,7 +373,7 @@ def _virtual_server(node: Node, smtp_default: bool, notes: list[str]) -> Virtual
         quorum=quorum, hysteresis=hysteresis, alpha="alpha" in node.values,
         omega="omega" in node.values,
         ha_suspend="ha_suspend" in node.values and base["kind"] != "fwmark",
-        smtp_alert=smtp_default if smtp is None else bool(smtp),
+        smtp_alert=bool(smtp) if smtp is not None else bool(smtp_global),
         virtualhost=node.values.get("virtualhost"), script_name=label,
         sorry=_sorry(node, base), sorry_inhibit="sorry_server_inhibit" in node.values,
         reals=tuple(reals), delay_loop=float(node.values.get("delay_loop", 60.0)))
@@ -369,15 +383,15 @@ def build(root: Node) -> LvsConfig:
     """Every runnable virtual server of a parsed configuration, resolved."""
     out = LvsConfig()
     glob = root.values.get("global_defs")
-    smtp_default = False
+    smtp_global = None
     if glob is not None:
         for key in ("smtp_alert_checker", "smtp_alert"):
             if key in glob.values:
-                smtp_default = bool(glob.values[key])
+                smtp_global = bool(glob.values[key])
                 break
     track_files = {str(n.head): n for n in root.blocks("track_file")}
     for node in root.blocks("virtual_server"):
-        spec = _virtual_server(node, smtp_default, out.notes)
+        spec = _virtual_server(node, smtp_global, out.notes)
         if spec is None:
             continue
         out.servers.append(_with_file_weights(spec, track_files))

@@ -165,6 +165,12 @@ GLOBAL_DEFS = BlockSpec("global_defs", (
        Enum(("VS",), error="Unknown lvs_flush_on_stop type {word}", bare="FULL"),
        aliases=("lvs_flush_onstop",)),
     Kw("lvs_sync_daemon", LvsSyncDaemon()),
+    # keepalived-py's own: keepalived deletes a real server dropped by a reload at
+    # once (its issue #1228); we give it weight 0 and delete it when its connections
+    # are gone or after this many seconds (0: at once)
+    Kw("lvs_drain_time", Timer(error="Invalid lvs_drain_time {word} - ignoring"),
+       default=60.0, since="keepalived-py",
+       doc="seconds a real server removed by a reload drains (keepalived-py)"),
     # VRRP defaults
     Kw("vrrp_mcast_group4", McastGroup(4), default="224.0.0.18"),
     Kw("vrrp_mcast_group6", McastGroup(6), default="ff02::12"),

@@ -85,6 +85,7 @@ class Settings:
     enabled: Callable[[str], bool] = lambda name: True
     respawn: bool = True                # not -R
     release_vips: bool = True           # not -V
+    release_ipvs: bool = True           # not -I
     control_socket: str | None = None
     metrics_listen: str | None = None
     # reload_check_config LOG_FILE.  A reload is always checked before it is

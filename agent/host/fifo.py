@@ -151,6 +151,23 @@ def notify_fifos(root: Node, scripts: ConfigScripts, *, run_global_script: bool 
     return common, vrrp
 
 
+def lvs_notify_fifos(root: Node, scripts: ConfigScripts, *, run_global_script: bool = True,
+                     umask: int = KEEPALIVED_UMASK) -> list[NotifyFifo]:
+    """The checker process's FIFOs: the global ``notify_fifo`` and ``lvs_notify_fifo``
+    (one of them when both name the same path)."""
+    glob = root.blocks("global_defs")
+    if not glob:
+        return []
+    g = glob[0]
+    common = _fifo(g, "notify_fifo", "", scripts, umask, run_global_script)
+    lvs = _fifo(g, "lvs_notify_fifo", "lvs_", scripts, umask, True)
+    if common is not None and lvs is not None and common.path == lvs.path:
+        log.info("notify FIFO %s has been specified for global and LVS FIFO - ignoring LVS"
+                 " FIFO", lvs.path)
+        lvs = None
+    return [f for f in (common, lvs) if f is not None]
+
+
 def _fifo(glob: Node, keyword: str, label: str, scripts: ConfigScripts, umask: int,
           with_script: bool) -> NotifyFifo | None:
     value = glob.values.get(keyword)

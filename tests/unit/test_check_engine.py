@@ -495,3 +495,12 @@ def test_stop_empties_the_table_and_notifies_only_with_omega() -> None:
         sim.record(sim.pool.stop())
         assert sim.lines()[before:] == expected
         assert sim.pool.wanted() == {}
+
+
+def test_a_restart_adopts_alpha_servers_the_kernel_has() -> None:
+    text = conf(tcp_rs("198.18.2.11", extra="alpha") + tcp_rs("198.18.2.12", extra="alpha"))
+    pool = E.Pool(specs(text), rng=random.Random(1))
+    key = next(iter(pool.servers))
+    pool.start(0.0, adopt={(key, ("198.18.2.11", 8080))})
+    vs = pool.servers[key]
+    assert {k[0]: w for k, w in vs.table.items()} == {"198.18.2.11": 1}

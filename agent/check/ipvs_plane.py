@@ -1,0 +1,206 @@
+"""The checker's tables on the kernel's IPVS (agent/ipvs), reconciled, not just diffed.
+
+At start the kernel's table is read and what it already serves of ours is
+adopted (a restarted checker process takes no healthy server out).  Each
+change of the tables we want is made true by comparing with a fresh dump of
+the kernel (``ipvs.reconcile.plan``), and so is every ``RECONCILE_EVERY``
+seconds: a destination someone deleted with ipvsadm is put back, a weight
+someone changed is set again.  Services that are not in our configuration are
+never touched; they are reported (``foreign``) in the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..ipvs.model import (
+    AF_INET6,
+    DestKey,
+    DestSpec,
+    KernelService,
+    ServiceFlag,
+    ServiceKey,
+    ServiceSpec,
+)
+from ..ipvs.netlink import IpvsError, IpvsTable, IpvsUnavailable
+from ..ipvs.reconcile import apply as apply_ops
+from ..ipvs.reconcile import plan
+from . import engine as E
+from .spec import RealServerSpec, VirtualServerSpec
+
+log = logging.getLogger("keepalived_py.check")
+
+RECONCILE_EVERY = 10.0
+FLAGS = {"ops": ServiceFlag.ONEPACKET, "flag-1": ServiceFlag.SCHED1,
+         "flag-2": ServiceFlag.SCHED2, "flag-3": ServiceFlag.SCHED3,
+         "sh-fallback": ServiceFlag.SH_FALLBACK, "sh-port": ServiceFlag.SH_PORT,
+         "mh-fallback": ServiceFlag.MH_FALLBACK, "mh-port": ServiceFlag.MH_PORT}
+
+
+def ipvs_missing() -> str | None:
+    """Why this kernel cannot be programmed, or None when it can."""
+    try:
+        with IpvsTable() as table:
+            table.available()
+    except IpvsUnavailable as err:
+        return str(err)
+    except IpvsError as err:
+        return f"IPVS cannot be used: {err}"
+    return None
+
+
+def service_key(vs: VirtualServerSpec) -> ServiceKey:
+    if vs.kind == "fwmark":
+        return ServiceKey.of_fwmark(vs.fwmark, vs.af)  # type: ignore[arg-type]
+    assert vs.ip is not None
+    return ServiceKey.of(vs.protocol, vs.ip, vs.port)  # type: ignore[arg-type]
+
+
+def service_spec(vs: VirtualServerSpec) -> ServiceSpec:
+    flags = ServiceFlag(0)
+    for name in vs.flags:
+        flags |= FLAGS.get(name, ServiceFlag(0))
+    granularity = vs.persistence_granularity
+    if granularity is not None and vs.af == AF_INET6:
+        granularity = int(granularity)
+    return ServiceSpec(service_key(vs), scheduler=vs.scheduler, flags=flags,
+                       timeout=vs.persistence_timeout, granularity=granularity,
+                       pe_name=vs.persistence_engine)
+
+
+def dest_spec(service: ServiceKey, rs: RealServerSpec, weight: int) -> DestSpec:
+    f = rs.forwarding
+    tunnel: dict[str, Any] = {}
+    if f.method == "TUN":
+        tunnel = {"tun_type": f.tun_type, "tun_port": f.tun_port, "tun_flags": f.tun_csum}
+    spec = DestSpec(DestKey(rs.ip, rs.port), fwd=f.method, weight=weight,  # type: ignore
+                    u_threshold=rs.uthreshold, l_threshold=rs.lthreshold, **tunnel)
+    return spec.for_service(service)
+
+
+class IpvsDataPlane:
+    name = "ipvs"
+
+    def __init__(self, *, flush_at_start: bool = False) -> None:
+        self.table = IpvsTable()
+        self.flush_at_start = flush_at_start
+        self.owned: set[ServiceKey] = set()
+        self.foreign: list[str] = []
+        self.errors: list[str] = []
+        self.repairs = 0
+        self._keys: dict[ServiceKey, E.VsKey] = {}
+        self._lock = asyncio.Lock()
+        self._wanted: E.Wanted = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last: dict[ServiceKey, KernelService] = {}
+
+    async def read(self, servers: list[VirtualServerSpec]) -> set[tuple[E.VsKey, E.RsKey]]:
+        async with self._lock:
+            if self.flush_at_start:
+                log.info("lvs_flush: flushing the IPVS table")
+                await asyncio.to_thread(self.table.flush)
+            actual = await asyncio.to_thread(self.table.dump)
+        adopt = set()
+        for vs in servers:
+            kernel = actual.get(service_key(vs))
+            if kernel is None:
+                continue
+            self.owned.add(kernel.key)
+            for rs in vs.reals:
+                dest = kernel.dests.get(dest_spec(kernel.key, rs, 0).key)
+                if dest is not None and dest.spec.weight > 0:
+                    adopt.add((vs.key, rs.key))
+        if adopt:
+            log.info("IPVS: adopting %d real servers found serving in the kernel", len(adopt))
+        self._task = asyncio.create_task(self._reconcile_loop())
+        return adopt
+
+    async def apply(self, wanted: E.Wanted) -> None:
+        self._wanted = wanted
+        await self._reconcile(report=False)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY)
+            try:
+                await self._reconcile(report=True)
+            except IpvsError as err:
+                log.error("IPVS: %s", err)
+
+    async def _reconcile(self, *, report: bool) -> None:
+        desired: dict[ServiceKey, tuple[ServiceSpec, dict[DestKey, DestSpec]]] = {}
+        keys: dict[ServiceKey, E.VsKey] = {}
+        for vs_key, (vs, dests) in self._wanted.items():
+            spec = service_spec(vs)
+            keys[spec.key] = vs_key
+            desired[spec.key] = (spec, {d.key: d for d in (
+                dest_spec(spec.key, rs, weight) for rs, weight in dests.values())})
+        async with self._lock:
+            actual = await asyncio.to_thread(self.table.dump)
+            ops, foreign = plan(desired, actual, self.owned | set(desired))
+            if report and ops:
+                self.repairs += len(ops)
+                for op in ops:
+                    log.warning("IPVS: the kernel differed from what we program - %s", op)
+            errors = await asyncio.to_thread(apply_ops, self.table, ops)
+            self._last = actual
+        for error in errors:
+            log.error("IPVS: %s", error)
+        self.errors = [str(e) for e in errors][-20:]
+        self.owned = set(desired)
+        self._keys = keys
+        shown = sorted(str(k) for k in foreign)
+        if shown != self.foreign and shown:
+            log.info("IPVS: services not in our configuration, left alone: %s",
+                     ", ".join(shown))
+        self.foreign = shown
+
+    async def _dump(self) -> dict[ServiceKey, KernelService]:
+        async with self._lock:
+            return await asyncio.to_thread(self.table.dump)
+
+    async def connections(self) -> dict[tuple[E.VsKey, E.RsKey], int]:
+        out = {}
+        for key, kernel in (await self._dump()).items():
+            vs_key = self._keys.get(key)
+            if vs_key is None:
+                continue
+            for dest in kernel.dests.values():
+                out[(vs_key, (dest.key.addr, dest.key.port))] = \
+                    dest.active_conns + dest.inact_conns
+        return out
+
+    async def counters(self) -> dict[E.VsKey, dict[str, Any]]:
+        out: dict[E.VsKey, dict[str, Any]] = {}
+        for key, kernel in (await self._dump()).items():
+            vs_key = self._keys.get(key)
+            if vs_key is None:
+                continue
+            dests = {(d.key.addr, d.key.port): {
+                "weight": d.spec.weight, "active_conns": d.active_conns,
+                "inact_conns": d.inact_conns, "persist_conns": d.persist_conns,
+                "conns": d.stats.conns, "cps": d.stats.cps, "inbps": d.stats.inbps,
+                "outbps": d.stats.outbps} for d in kernel.dests.values()}
+            out[vs_key] = {"dests": dests, "conns": kernel.stats.conns,
+                           "cps": kernel.stats.cps}
+        return out
+
+    async def stop(self, wanted: E.Wanted, flush: str) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        async with self._lock:
+            if flush == "full":
+                await asyncio.to_thread(self.table.flush)
+            else:
+                for key in sorted(self.owned):
+                    try:
+                        await asyncio.to_thread(self.table.del_service, key)
+                    except IpvsError as err:
+                        log.error("IPVS: %s", err)
+            self.table.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "available": True, "foreign": self.foreign,
+                "errors": self.errors, "repairs": self.repairs}

@@ -1,0 +1,193 @@
+"""The checker process: health checks of the real servers, and the IPVS table they drive.
+
+The parent (agent/core/supervisor.py) starts it as its declaration (``child.py``)
+says.  It has its own event loop, so no storm of checks can delay a VRRP advert.
+When it starts, also after a crash, it reads the kernel's IPVS table and adopts
+what it finds (nothing is flushed unless ``lvs_flush`` says so): healthy real
+servers never leave the pool because the process restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ParseResult
+from ..core import logs
+from ..core.child_process import ChildLoop
+from ..core.children import child_parser, read_hello
+from ..core.daemon import (
+    EXIT_CONFIG,
+    EXIT_PROGRAM_ERROR,
+    ConfigRefused,
+    read_checked,
+)
+from ..core.ipc import Message
+from ..core.paths import AgentKey, write_atomic, write_pid_file
+from ..host.scripts import ConfigScripts
+from .build import BuildError, build_checked
+from .dataplane import NoDataPlane
+from .runtime import CheckerRuntime, DataPlane
+from .spec import LvsConfig
+
+log = logging.getLogger("keepalived_py")
+
+
+@dataclass
+class Config:
+    result: ParseResult
+    lvs: LvsConfig
+    scripts: ConfigScripts
+
+
+def read_config(path: str, config_id: str, strict: bool) -> Config:
+    result = read_checked(path, config_id, strict)
+    try:
+        lvs, scripts = build_checked(result.root)
+    except BuildError as err:
+        raise ConfigRefused([str(err)]) from None
+    return Config(result, lvs, scripts)
+
+
+@dataclass
+class Options:
+    path: str
+    config_id: str
+    release: bool = True                # False: -I, leave IPVS as it is on stop
+    pid_file: str | None = None
+    key: AgentKey = AgentKey()
+    ipc_fd: int | None = None
+
+
+def make_dataplane(key: AgentKey) -> DataPlane:
+    """IPVS in our network namespace when the kernel has it; else none, said once."""
+    try:
+        from .ipvs_plane import IpvsDataPlane, ipvs_missing
+    except ImportError as err:          # pragma: no cover - a broken install
+        return NoDataPlane(f"the IPVS data plane cannot load: {err}")
+    reason = ipvs_missing()
+    if reason is not None:
+        return NoDataPlane(reason)
+    return IpvsDataPlane()
+
+
+class CheckerProcess:
+    def __init__(self, opts: Options, config: Config, dataplane: DataPlane) -> None:
+        from .probing import run_probe
+        self.opts = opts
+        self.config = config
+        self.dataplane = dataplane
+        self.runtime = CheckerRuntime(config.lvs, config.result.root, config.scripts,
+                                      probe=lambda vs, rs, c, url: run_probe(
+                                          self.config.scripts, vs, rs, c, url),
+                                      dataplane=dataplane)
+        self.loop = ChildLoop(opts.ipc_fd, {"snapshot": self._snapshot, "reload": self._reload,
+                                            "dump": self._dump})
+        self._busy = asyncio.Lock()
+
+    async def run(self) -> int:
+        await self.loop.start(on_reload=self.reload, on_dump=self.dump, dumps=("data", "json"))
+        for note in self.config.lvs.notes:
+            log.warning("%s", note)
+        await self.runtime.start()
+        if self.opts.pid_file:
+            write_pid_file(self.opts.pid_file)
+        log.info("Startup complete")
+        self.loop.ready()
+        await self.loop.done.wait()
+        if not self.loop.supervised:
+            log.info("Stopping")
+        await self.runtime.stop(keep_table=not self.opts.release)
+        if self.opts.pid_file:
+            Path(self.opts.pid_file).unlink(missing_ok=True)
+        log.info("Stopped")
+        return 0
+
+    async def snapshot(self) -> dict:
+        from .snapshot import check_snapshot
+        plane = self.dataplane.describe() if hasattr(self.dataplane, "describe") else \
+            {"name": self.dataplane.name}
+        counters = await self.dataplane.counters()
+        return check_snapshot(self.runtime.pool, now=self.runtime.clock(), plane=plane,
+                              counters=counters,
+                              fifo_lines=self.runtime.notifications.lines,
+                              probes_run=self.runtime.probes_run)
+
+    async def _snapshot(self, message: Message) -> Message:
+        return {"ok": True, "result": await self.snapshot()}
+
+    async def _reload(self, message: Message) -> Message:
+        return await self.reload()
+
+    async def _dump(self, message: Message) -> Message:
+        return await self.dump(str(message.get("kind", "data")))
+
+    async def reload(self) -> Message:
+        async with self._busy:
+            log.info("Reloading")
+            began = time.monotonic()
+            try:
+                config = await asyncio.to_thread(
+                    read_config, self.opts.path, self.opts.config_id, True)
+            except ConfigRefused as refused:
+                refused.log("Reload refused: keeping the running configuration")
+                return {"ok": False, "error": "configuration refused", "errors": refused.lines}
+            self.config = config
+            report = await self.runtime.reload(config.lvs, config.result.root, config.scripts)
+            took = time.monotonic() - began
+            log.info("Reload finished in %d usec: %d added, %d removed, %d changed, "
+                     "%d unchanged", took * 1e6, len(report.added), len(report.removed),
+                     len(report.changed), len(report.unchanged))
+            return {"ok": True, "seconds": took, "added": report.added,
+                    "removed": report.removed, "changed": report.changed,
+                    "unchanged": len(report.unchanged)}
+
+    async def dump(self, kind: str) -> Message:
+        from . import dumps
+        async with self._busy:
+            if kind not in ("data", "json"):
+                return {"ok": False, "error": f"unknown dump {kind!r}"}
+            log.info("Printing checker %s for process(%d) on signal",
+                     "data" if kind == "data" else "as json", os.getpid())
+            snap = await self.snapshot()
+            path = dumps.dump_path(kind, self.opts.key)
+            text = dumps.data_dump(snap) if kind == "data" else dumps.json_dump(snap)
+            write_atomic(path, text)
+            return {"ok": True, "path": str(path)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = child_parser("keepalived-py checker process")
+    parser.add_argument("-I", dest="keep_ipvs", action="store_true")
+    args = parser.parse_args(argv)
+    options = logs.LogOptions(console=args.console, detail=args.detail,
+                              facility=args.facility, syslog=not args.no_syslog)
+    logs.setup("Keepalived_healthcheckers", options)
+    try:
+        if args.ipc_fd is not None:
+            read_hello(args.ipc_fd)
+        opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_ipvs,
+                       pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
+                       ipc_fd=args.ipc_fd)
+        try:
+            config = read_config(opts.path, opts.config_id, strict=False)
+        except ConfigRefused as refused:
+            refused.log("Stopping: the configuration cannot be run")
+            return EXIT_CONFIG
+        log.info("Configuration file %s", opts.path)
+        return asyncio.run(CheckerProcess(opts, config, make_dataplane(opts.key)).run())
+    except Exception as err:  # noqa: BLE001 - one line in the log, and the parent restarts us
+        log.debug("unexpected error", exc_info=True)
+        log.error("Stopping: unexpected error %s: %s (a bug: please report it)",
+                  type(err).__name__, err)
+        return EXIT_PROGRAM_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

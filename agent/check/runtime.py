@@ -1,0 +1,334 @@
+"""The checker engine on asyncio: timers, probes, notifications and the data plane.
+
+:class:`CheckerRuntime` owns a :class:`~.engine.Pool`.  One timer follows the
+engine's next deadline; each probe runs as its own task, so a slow server
+delays nobody; the actions come back here and are carried out: ``RS``/``VS``
+lines to the notify FIFOs, notify_up/notify_down and quorum_up/quorum_down
+scripts, SMTP alerts, log lines, and the wanted IPVS table to the data plane,
+once per loop turn whatever the number of changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..config.model import Node
+from ..host.addresses import AddressWatch
+from ..host.fifo import NotifyFifo, lvs_notify_fifos
+from ..host.inotify import FileWatcher
+from ..host.mail import (
+    Mailer,
+    SmtpSettings,
+    checker_body,
+    real_server_alert,
+    removal_body,
+    virtual_server_alert,
+)
+from ..host.scripts import KEEPALIVED_UMASK, ConfigScripts, spawn_script
+from . import engine as E
+from .spec import CheckerSpec, LvsConfig, RealServerSpec, VirtualServerSpec
+
+log = logging.getLogger("keepalived_py.check")
+
+DRAIN_POLL = 2.0            # how often draining servers' connections are looked at
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    ok: bool
+    error: str = ""
+    weight: int | None = None           # MISC_CHECK misc_dynamic: exit status - 2
+    inconclusive: bool = False          # failed on our side, counts nothing
+
+
+Probe = Callable[[VirtualServerSpec, RealServerSpec, CheckerSpec, int],
+                 Awaitable[ProbeOutcome]]
+
+
+class DataPlane(Protocol):
+    """Where the wanted table goes: the kernel's IPVS, or nothing when there is none."""
+
+    name: str
+
+    async def read(self, servers: list[VirtualServerSpec]) -> set[tuple[E.VsKey, E.RsKey]]:
+        """Read the kernel's table at start: the real servers of ours serving now."""
+        ...
+
+    async def apply(self, wanted: E.Wanted) -> None: ...
+    async def connections(self) -> dict[tuple[E.VsKey, E.RsKey], int]: ...
+    async def counters(self) -> dict[E.VsKey, dict[str, Any]]: ...
+    async def stop(self, wanted: E.Wanted, flush: str) -> None: ...
+
+
+@dataclass
+class Settings:
+    """The global settings the checker process acts on."""
+
+    rs_init_notifies: bool = False
+    no_checker_emails: bool = False
+    lvs_flush: bool = False
+    flush_on_stop: str = "none"         # none | vs | full (lvs_flush_on_stop)
+    drain_time: float = E.DEFAULT_DRAIN_TIME
+    umask: int = KEEPALIVED_UMASK
+    run_global_fifo_script: bool = True
+
+    @classmethod
+    def from_root(cls, root: Node) -> Settings:
+        glob = root.values.get("global_defs")
+        if glob is None:
+            return cls(run_global_fifo_script=not root.blocks("vrrp_instance"))
+        flush = glob.values.get("lvs_flush_on_stop")
+        umask = glob.get("umask")
+        return cls(rs_init_notifies=bool(glob.values.get("rs_init_notifies", False)),
+                   no_checker_emails=bool(glob.values.get("no_checker_emails", False)),
+                   lvs_flush="lvs_flush" in glob.values,
+                   flush_on_stop="none" if flush is None else
+                   ("vs" if flush == "VS" else "full"),
+                   drain_time=float(glob.get("lvs_drain_time")),
+                   umask=KEEPALIVED_UMASK if umask is None else umask,
+                   # keepalived runs the global FIFO's script in one process only: VRRP's
+                   # when there is one
+                   run_global_fifo_script=not root.blocks("vrrp_instance"))
+
+
+class Notifications:
+    """RS/VS notifications as keepalived sends them (ipwrapper.c do_rs_notifies,
+    do_vs_notifies): the script, the FIFO line, the mail."""
+
+    def __init__(self, root: Node, scripts: ConfigScripts, settings: Settings) -> None:
+        self.scripts = scripts
+        self.settings = settings
+        self.fifos: list[NotifyFifo] = lvs_notify_fifos(
+            root, scripts, run_global_script=settings.run_global_fifo_script,
+            umask=settings.umask)
+        self.mailer = Mailer(SmtpSettings.from_config(root))
+        self.lines: list[str] = []      # the last FIFO lines, for people and tests
+
+    def start(self) -> None:
+        for fifo in self.fifos:
+            fifo.open()
+
+    def carry_out(self, action: E.Action) -> None:
+        if isinstance(action, E.RsNotify):
+            keyword = "notify_up" if action.up else "notify_down"
+            self._script("real_server", action.rs.script_name, keyword)
+            self._line(action.fifo_line)
+        elif isinstance(action, E.VsNotify):
+            keyword = "quorum_up" if action.up else "quorum_down"
+            self._script("virtual_server", action.vs.script_name, keyword)
+            self._line(action.fifo_line)
+            if action.vs.smtp_alert:
+                self._mail(virtual_server_alert(self.mailer.settings.router_id, action.vs.name,
+                                                action.up, action.mail_body))
+        elif isinstance(action, E.RsMail):
+            body = checker_body(action.kind, action.up) if action.kind else \
+                removal_body(action.stopping)
+            self._mail(real_server_alert(self.mailer.settings.router_id,
+                                         action.rs.name(action.vs.protocol), action.vs.name,
+                                         action.alive, body))
+
+    def _script(self, kind: str, name: str, keyword: str) -> None:
+        command = self.scripts.get(kind, name, keyword)
+        if command is not None:
+            spawn_script(command.argv, command.user, umask=self.settings.umask,
+                         shell=command.shell)
+
+    def _line(self, line: str) -> None:
+        self.lines = [*self.lines[-99:], line]
+        for fifo in self.fifos:
+            fifo.write(line + "\n")
+
+    def _mail(self, alert: Any) -> None:  # noqa: ANN401 - host.mail.Alert
+        if self.mailer.settings.enabled:
+            self.mailer.send(alert.subject, alert.body)
+
+    async def close(self, *, final: bool = True) -> None:
+        for fifo in self.fifos:
+            await fifo.close(unlink=not final or fifo.created)
+        self.fifos = []
+        await self.mailer.close()
+
+
+@dataclass
+class CheckerRuntime:
+    lvs: LvsConfig
+    root: Node
+    scripts: ConfigScripts
+    probe: Probe
+    dataplane: DataPlane
+    clock: Callable[[], float] = time.monotonic
+    settings: Settings = field(init=False)
+    on_change: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.settings = Settings.from_root(self.root)
+        self.pool = E.Pool(self.lvs.servers, rs_init_notifies=self.settings.rs_init_notifies,
+                           drain_time=self.settings.drain_time,
+                           no_checker_emails=self.settings.no_checker_emails)
+        self.notifications = Notifications(self.root, self.scripts, self.settings)
+        self.files = FileWatcher(self._file_changed)
+        self.addresses: AddressWatch | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty = False
+        self._stopping = False
+        self.probes_run = 0
+        self.table_errors: list[str] = []
+
+    # -- life cycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self.notifications.start()
+        values = self._watch_files()
+        await self.files.start()
+        adopt = await self.dataplane.read(self.lvs.servers)
+        local = None
+        if any(vs.ha_suspend for vs in self.lvs.servers):
+            self.addresses = AddressWatch(self.address_changed)
+            local = await self.addresses.start()
+            self._spawn(self.addresses.follow())
+        actions = self.pool.start(self.clock(), file_values=values, adopt=adopt,
+                                  local_addresses=local)
+        self._carry_out(actions)
+        await self._sync_table()
+        self._arm()
+        self._spawn(self._drain_loop())
+
+    async def stop(self, *, keep_table: bool = False) -> None:
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.addresses is not None:
+            self.addresses.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        before = self.pool.wanted()
+        actions = self.pool.stop(self.settings.flush_on_stop)
+        self._carry_out(actions)
+        if not keep_table:
+            await self.dataplane.stop(before, self.settings.flush_on_stop)
+        await self.files.stop()
+        await self.notifications.close()
+
+    async def reload(self, lvs: LvsConfig, root: Node, scripts: ConfigScripts) -> E.ReloadReport:
+        self.lvs, self.root, self.scripts = lvs, root, scripts
+        self.settings = Settings.from_root(root)
+        self.pool.drain_time = self.settings.drain_time
+        self.pool.rs_init_notifies = self.settings.rs_init_notifies
+        self.pool.no_checker_emails = self.settings.no_checker_emails
+        await self.notifications.close(final=False)
+        self.notifications = Notifications(root, scripts, self.settings)
+        self.notifications.start()
+        values = self._watch_files()
+        report = self.pool.reload(lvs.servers, self.clock(), file_values=values)
+        self._carry_out(report.actions)
+        await self._sync_table()
+        self._arm()
+        return report
+
+    def _watch_files(self) -> dict[str, int]:
+        """Watch the track files FILE_CHECKs use; their values now."""
+        wanted = {c.file for rs in (r for vs in self.lvs.servers for r in vs.reals)
+                  for c in rs.checkers if c.kind == "FILE_CHECK" and c.file}
+        paths = {str(n.head): n.get("file") for n in self.root.blocks("track_file")}
+        for name in set(self.files.names()) - wanted:
+            self.files.remove(name)
+        values = {}
+        for name in sorted(wanted):
+            if name in self.files.names():
+                values[name] = self.files.value(name)
+                continue
+            path = paths.get(name)
+            if not path:
+                log.error("FILE_CHECK: track_file %s is not configured - the checker fails",
+                          name)
+                continue
+            value = self.files.add(name, str(path))
+            if value is not None:
+                values[name] = value
+        return values
+
+    # -- timers and probes ----------------------------------------------------------------
+    def _arm(self) -> None:
+        if self._stopping:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.pool.next_deadline()
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - self.clock())
+        self._timer = loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        for run in self.pool.due(self.clock()):
+            self._spawn(self._run(run))
+        self._arm()
+
+    async def _run(self, run: E.RunProbe) -> None:
+        vs = self.pool.servers[run.ref[0]]
+        rs = vs.reals[run.ref[1]]
+        self.probes_run += 1
+        try:
+            outcome = await self.probe(vs.spec, rs.spec, run.spec, run.url)
+        except Exception as err:  # noqa: BLE001 - a probe's bug is a failed check, logged
+            log.exception("%s probe of %s failed unexpectedly", run.spec.kind,
+                          rs.spec.name(vs.spec.protocol))
+            outcome = ProbeOutcome(False, f"{type(err).__name__}: {err}")
+        if self._stopping:
+            return
+        actions = self.pool.result(run.ref, outcome.ok, self.clock(), error=outcome.error,
+                                   weight=outcome.weight, inconclusive=outcome.inconclusive)
+        self._carry_out(actions)
+        self._arm()
+
+    def _file_changed(self, name: str, value: int) -> None:
+        self._carry_out(self.pool.file_changed(name, value, self.clock()))
+
+    def address_changed(self, address: str, present: bool) -> None:
+        self._carry_out(self.pool.address_changed(address, present))
+        self._arm()
+
+    # -- actions ----------------------------------------------------------------------------
+    def _carry_out(self, actions: list[E.Action]) -> None:
+        changed = False
+        for action in actions:
+            if isinstance(action, E.Log):
+                log.info("%s", action.text)
+            elif isinstance(action, E.TableChanged):
+                changed = True
+            else:
+                self.notifications.carry_out(action)
+        if changed and not self._dirty and not self._stopping:
+            self._dirty = True
+            asyncio.get_running_loop().call_soon(lambda: self._spawn(self._sync_table()))
+        if self.on_change is not None and actions:
+            self.on_change()
+
+    async def _sync_table(self) -> None:
+        self._dirty = False
+        try:
+            await self.dataplane.apply(self.pool.wanted())
+        except Exception as err:  # noqa: BLE001 - kept and retried by the reconcile loop
+            log.error("%s: %s", self.dataplane.name, err)
+
+    async def _drain_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DRAIN_POLL)
+            if self.pool.next_drain_deadline() is None:
+                continue
+            connections = await self.dataplane.connections()
+            self._carry_out(self.pool.drained(self.clock(), connections))
+
+    def _spawn(self, coro: Any) -> None:  # noqa: ANN401 - a coroutine
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
