@@ -6,7 +6,8 @@ here and nowhere else.
 
 from __future__ import annotations
 
+from .check.child import CHECKER
 from .core.children import ChildKind
 from .vrrp.child import VRRP
 
-KINDS: tuple[ChildKind, ...] = (VRRP,)
+KINDS: tuple[ChildKind, ...] = (VRRP, CHECKER)

@@ -327,7 +327,8 @@ def run_daemon(args: argparse.Namespace) -> int:
         enabled=lambda name: (only is None or name in only) and not (
             args.no_bfd and name == "bfd"),
         respawn=not args.dont_respawn, release_vips=not args.dont_release_vrrp,
-        release_ipvs=not args.dont_release_ipvs, control_socket=control, metrics_listen=args.metrics_listen,
+        release_ipvs=not args.dont_release_ipvs, control_socket=control,
+        metrics_listen=args.metrics_listen,
         reload_check_log=reload_check_log(root), maintenance_file=maintenance,
         startup_script=scripts.get("global_defs", None, "startup_script"),
         startup_timeout=float(glob[0].get("startup_script_timeout")) if glob else 10,

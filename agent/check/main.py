@@ -33,6 +33,7 @@ from ..core.paths import AgentKey, write_atomic, write_pid_file
 from ..host.scripts import ConfigScripts
 from .build import BuildError, build_checked
 from .dataplane import NoDataPlane
+from .probing import Prober
 from .runtime import CheckerRuntime, DataPlane
 from .spec import LvsConfig
 
@@ -79,13 +80,12 @@ def make_dataplane(key: AgentKey) -> DataPlane:
 
 class CheckerProcess:
     def __init__(self, opts: Options, config: Config, dataplane: DataPlane) -> None:
-        from .probing import run_probe
         self.opts = opts
         self.config = config
         self.dataplane = dataplane
+        self.prober = Prober(config.result.root, config.scripts)
         self.runtime = CheckerRuntime(config.lvs, config.result.root, config.scripts,
-                                      probe=lambda vs, rs, c, url: run_probe(
-                                          self.config.scripts, vs, rs, c, url),
+                                      probe=lambda vs, rs, c, url: self.prober(vs, rs, c, url),
                                       dataplane=dataplane)
         self.loop = ChildLoop(opts.ipc_fd, {"snapshot": self._snapshot, "reload": self._reload,
                                             "dump": self._dump})
@@ -139,6 +139,7 @@ class CheckerProcess:
                 refused.log("Reload refused: keeping the running configuration")
                 return {"ok": False, "error": "configuration refused", "errors": refused.lines}
             self.config = config
+            self.prober = Prober(config.result.root, config.scripts)
             report = await self.runtime.reload(config.lvs, config.result.root, config.scripts)
             took = time.monotonic() - began
             log.info("Reload finished in %d usec: %d added, %d removed, %d changed, "

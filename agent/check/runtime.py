@@ -31,6 +31,7 @@ from ..host.mail import (
 )
 from ..host.scripts import KEEPALIVED_UMASK, ConfigScripts, spawn_script
 from . import engine as E
+from .probe import ProbeResult
 from .spec import CheckerSpec, LvsConfig, RealServerSpec, VirtualServerSpec
 
 log = logging.getLogger("keepalived_py.check")
@@ -38,16 +39,8 @@ log = logging.getLogger("keepalived_py.check")
 DRAIN_POLL = 2.0            # how often draining servers' connections are looked at
 
 
-@dataclass(frozen=True)
-class ProbeOutcome:
-    ok: bool
-    error: str = ""
-    weight: int | None = None           # MISC_CHECK misc_dynamic: exit status - 2
-    inconclusive: bool = False          # failed on our side, counts nothing
-
-
 Probe = Callable[[VirtualServerSpec, RealServerSpec, CheckerSpec, int],
-                 Awaitable[ProbeOutcome]]
+                 Awaitable[ProbeResult]]
 
 
 class DataPlane(Protocol):
@@ -282,7 +275,7 @@ class CheckerRuntime:
         except Exception as err:  # noqa: BLE001 - a probe's bug is a failed check, logged
             log.exception("%s probe of %s failed unexpectedly", run.spec.kind,
                           rs.spec.name(vs.spec.protocol))
-            outcome = ProbeOutcome(False, f"{type(err).__name__}: {err}")
+            outcome = ProbeResult(False, f"{type(err).__name__}: {err}")
         if self._stopping:
             return
         actions = self.pool.result(run.ref, outcome.ok, self.clock(), error=outcome.error,

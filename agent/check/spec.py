@@ -317,9 +317,9 @@ def _sorry(vs: Node, vs_spec: dict[str, Any]) -> RealServerSpec | None:
             port = 0
     elif forwarding.method != "NAT" or port == 0:
         port = vs_spec["port"]
-    return RealServerSpec(ip=_canonical(str(head[0])), port=port, weight=int(vs.values.get("weight", 1)),
-                          forwarding=forwarding, inhibit="sorry_server_inhibit" in vs.values,
-                          alpha=False)
+    return RealServerSpec(ip=_canonical(str(head[0])), port=port,
+                          weight=int(vs.values.get("weight", 1)), forwarding=forwarding,
+                          inhibit="sorry_server_inhibit" in vs.values, alpha=False)
 
 
 def _virtual_server(node: Node, smtp_global: bool | None,
