@@ -446,9 +446,15 @@ def _say(line: str) -> None:
         print(f"keepalived-py: {line}", file=sys.stderr)
 
 
+def genhash_command(argv: list[str]) -> int:
+    """``keepalived-py genhash``: the digest HTTP_GET/SSL_GET compare (keepalived's genhash)."""
+    from .check.genhash import genhash_main
+    return genhash_main(argv)
+
+
 def _dispatch(argv: list[str]) -> int:
     commands = {"config": config_command, "status": status_command,
-                "reload": reload_command, "set": set_command}
+                "reload": reload_command, "set": set_command, "genhash": genhash_command}
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     args = _main_parser().parse_args(argv)
