@@ -30,6 +30,8 @@ def render_status(kinds: Sequence[ChildKind], answer: dict[str, Any], wide: bool
         return f"keepalived-py: error: {answer.get('error', 'unknown error')}\n"
     lines = _header(as_dict(answer.get("agent")), now)
     for kind in kinds:
+        if kind.name not in answer:
+            continue                    # the configuration does not need it
         part = answer.get(kind.name)
         if not isinstance(part, dict):
             lines.append(f"no {kind.title} process running")

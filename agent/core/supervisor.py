@@ -491,7 +491,7 @@ class Supervisor:
                  "namespace": self.s.key.namespace, "instance": self.s.key.instance,
                  "children": [c.describe() for c in self.children]}
         answer: dict[str, Any] = {"ok": True, "agent": agent}
-        for kind in self.kinds:
+        for kind in self._wanted(self.root):   # null: wanted, not running now
             answer[kind.name] = None
         for child in self.children:
             reply = await self._ask(child, {"request": "snapshot"})
