@@ -177,3 +177,100 @@ def test_killed_checker_process_comes_back_with_its_servers(lvs_lab) -> None:
              timeout=10)
     wait_for("its servers up", lambda: (servers := real_servers(agent)) and all(
         rs["alive"] for rs in servers.values()), timeout=10)
+
+
+def misc_file_config(lab: Lab, d: Path) -> str:
+    w1, w2 = lab.host("w1"), lab.host("w2")
+    return f"""
+global_defs {{
+    lvs_notify_fifo {d / "lvs.fifo"}
+    enable_script_security
+    script_user root
+}}
+track_file weight_file {{
+    file {d / "weight"}
+}}
+virtual_server {VIP} 80 {{
+    delay_loop 0.5
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    warmup 0
+    real_server {w1.ip4} 8080 {{
+        weight 10
+        MISC_CHECK {{
+            misc_path "{d / "misc.sh"}"
+            misc_dynamic
+            misc_timeout 2
+        }}
+    }}
+    real_server {w2.ip4} 8080 {{
+        weight 10
+        FILE_CHECK {{
+            track_file weight_file
+            weight 3
+        }}
+    }}
+}}
+"""
+
+
+def test_misc_exit_codes_and_file_values_set_weights(lab_factory) -> None:
+    lab = lab_factory(["dir", "w1", "w2"])
+    agent = Router(lab.host("dir"), "")
+    try:
+        d = agent.dir
+        d.chmod(0o755)
+        (d / "status").write_text("7\n")
+        script = d / "misc.sh"
+        script.write_text(f"#!/bin/sh\nexit $(cat {d / 'status'})\n")
+        script.chmod(0o755)
+        (d / "weight").write_text("2\n")
+        agent.conf.write_text(misc_file_config(lab, d))
+        agent.start()
+        w1, w2 = str(lab.host("w1").ip4), str(lab.host("w2").ip4)
+
+        def weights() -> dict[str, tuple[bool, int]]:
+            return {ip: (rs["alive"], rs["effective_weight"])
+                    for ip, rs in real_servers(agent).items()}
+
+        # exit 7 with misc_dynamic: weight 5; the file's 2 x 3 added to 10
+        wait_for("dynamic weights", lambda: weights() == {w1: (True, 5), w2: (True, 16)},
+                 timeout=15)
+        (d / "status").write_text("1\n")           # a failure: down, its weight taken back
+        (d / "weight").write_text("-1\n")
+        wait_for("misc down, file weight lowered",
+                 lambda: weights() == {w1: (False, 10), w2: (True, 7)}, timeout=10)
+        (d / "status").write_text("0\n")            # exit 0: up at the configured weight
+        wait_for("misc up again", lambda: weights()[w1] == (True, 10), timeout=10)
+    finally:
+        agent.close()
+
+
+def test_reload_keeps_state_drains_removed_and_refuses_a_bad_config(lvs_lab) -> None:
+    lab, agent, fifo, env = lvs_lab
+    w1, w2 = str(lab.host("w1").ip4), str(lab.host("w2").ip4)
+    wait_for("both real servers checked", lambda: (servers := real_servers(agent)) and all(
+        rs["alive"] and rs["checkers"][0]["has_run"] for rs in servers.values()), timeout=15)
+
+    text = agent.conf.read_text()
+    # a bad configuration: refused, the running one goes on
+    agent.conf.write_text(text.replace("lb_algo rr", "lb_algo rr\n    real_server {"))
+    done = subprocess.run([sys.executable, "-m", "keepalived_py.cli", "reload",
+                           "--control-socket", str(agent.control)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "keepalived.conf" in done.stdout + done.stderr
+    assert set(real_servers(agent)) == {w1, w2}
+
+    # w2 removed: drained (no kernel here: no connections, so gone at the next look)
+    block = text[text.index(f"    real_server {w2}"):text.rindex("}")]
+    agent.conf.write_text(text.replace(block, ""))
+    done = subprocess.run([sys.executable, "-m", "keepalived_py.cli", "reload",
+                           "--control-socket", str(agent.control)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the unchanged checker kept its state (a new one would not have run yet)
+    after = real_servers(agent)[w1]
+    assert after["alive"] and after["checkers"][0]["has_run"]
+    wait_for("w2 gone", lambda: set(real_servers(agent)) == {w1}, timeout=6)
+    assert f"RS [{w2}]:tcp:8080 [{VIP}]:tcp:80 DOWN" in fifo.lines()
