@@ -9,6 +9,7 @@ servers never leave the pool because the process restarted.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -19,12 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ParseResult
-from ..core import logs
-from ..core.child_process import ChildLoop
-from ..core.children import child_parser, read_hello
+from ..core.child_process import ChildLoop, child_main
 from ..core.daemon import (
     EXIT_CONFIG,
-    EXIT_PROGRAM_ERROR,
     ConfigRefused,
     read_checked,
 )
@@ -34,7 +32,7 @@ from ..host.scripts import ConfigScripts
 from .build import BuildError, build_checked
 from .dataplane import NoDataPlane
 from .probing import Prober
-from .runtime import CheckerRuntime, DataPlane
+from .runtime import CheckerRuntime, DataPlane, Settings
 from .spec import LvsConfig
 
 log = logging.getLogger("keepalived_py")
@@ -66,7 +64,7 @@ class Options:
     ipc_fd: int | None = None
 
 
-def make_dataplane(key: AgentKey) -> DataPlane:
+def make_dataplane(*, flush_at_start: bool = False) -> DataPlane:
     """IPVS in our network namespace when the kernel has it; else none, said once."""
     try:
         from .ipvs_plane import IpvsDataPlane, ipvs_missing
@@ -75,7 +73,7 @@ def make_dataplane(key: AgentKey) -> DataPlane:
     reason = ipvs_missing()
     if reason is not None:
         return NoDataPlane(reason)
-    return IpvsDataPlane()
+    return IpvsDataPlane(flush_at_start=flush_at_start)
 
 
 class CheckerProcess:
@@ -164,30 +162,25 @@ class CheckerProcess:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = child_parser("keepalived-py checker process")
-    parser.add_argument("-I", dest="keep_ipvs", action="store_true")
-    args = parser.parse_args(argv)
-    options = logs.LogOptions(console=args.console, detail=args.detail,
-                              facility=args.facility, syslog=not args.no_syslog)
-    logs.setup("Keepalived_healthcheckers", options)
+    return child_main("keepalived-py checker process", "Keepalived_healthcheckers", argv,
+                      lambda parser: parser.add_argument("-I", dest="keep_ipvs",
+                                                         action="store_true"),
+                      _start)
+
+
+def _start(args: argparse.Namespace, hello: dict) -> int:
+    opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_ipvs,
+                   pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
+                   ipc_fd=args.ipc_fd)
     try:
-        if args.ipc_fd is not None:
-            read_hello(args.ipc_fd)
-        opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_ipvs,
-                       pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
-                       ipc_fd=args.ipc_fd)
-        try:
-            config = read_config(opts.path, opts.config_id, strict=False)
-        except ConfigRefused as refused:
-            refused.log("Stopping: the configuration cannot be run")
-            return EXIT_CONFIG
-        log.info("Configuration file %s", opts.path)
-        return asyncio.run(CheckerProcess(opts, config, make_dataplane(opts.key)).run())
-    except Exception as err:  # noqa: BLE001 - one line in the log, and the parent restarts us
-        log.debug("unexpected error", exc_info=True)
-        log.error("Stopping: unexpected error %s: %s (a bug: please report it)",
-                  type(err).__name__, err)
-        return EXIT_PROGRAM_ERROR
+        config = read_config(opts.path, opts.config_id, strict=False)
+    except ConfigRefused as refused:
+        refused.log("Stopping: the configuration cannot be run")
+        return EXIT_CONFIG
+    log.info("Configuration file %s", opts.path)
+    settings = Settings.from_root(config.result.root)
+    dataplane = make_dataplane(flush_at_start=settings.lvs_flush)
+    return asyncio.run(CheckerProcess(opts, config, dataplane).run())
 
 
 if __name__ == "__main__":

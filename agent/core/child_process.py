@@ -10,15 +10,18 @@ is set and the child stops gracefully.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from .daemon import SIGJSON, SIGSTATS_CLEAR
+from . import logs
+from .children import child_parser, read_hello
+from .daemon import EXIT_PROGRAM_ERROR, SIGJSON, SIGSTATS_CLEAR
 from .ipc import Channel, ChannelClosed, Message
 
 log = logging.getLogger("keepalived_py")
@@ -104,3 +107,24 @@ class ChildLoop:
                 self.channel.reply(message, answer)
             except ChannelClosed:
                 self.done.set()
+
+
+def child_main(prog: str, ident: str, argv: Sequence[str] | None,
+               add_arguments: Callable[[argparse.ArgumentParser], Any],
+               start: Callable[[argparse.Namespace, dict[str, Any]], int]) -> int:
+    """A child's entry point: its arguments, its log (as ``ident``), the parent's hello
+    read, then ``start(args, hello)``.  An unexpected error is one line in the log and
+    keepalived's program-error exit, after which the parent restarts the child."""
+    parser = child_parser(prog)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logs.setup(ident, logs.LogOptions(console=args.console, detail=args.detail,
+                                      facility=args.facility, syslog=not args.no_syslog))
+    try:
+        hello = read_hello(args.ipc_fd) if args.ipc_fd is not None else {}
+        return start(args, hello)
+    except Exception as err:  # noqa: BLE001 - one line in the log, and the parent restarts us
+        log.debug("unexpected error", exc_info=True)
+        log.error("Stopping: unexpected error %s: %s (a bug: please report it)",
+                  type(err).__name__, err)
+        return EXIT_PROGRAM_ERROR

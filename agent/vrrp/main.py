@@ -12,11 +12,10 @@ line closes) it stops gracefully.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
-import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -25,18 +24,15 @@ from pathlib import Path
 
 from ..config import ParseResult
 from ..core import logs
-from ..core.children import child_parser, read_hello
+from ..core.child_process import ChildLoop, child_main
 from ..core.daemon import (
     EXIT_CONFIG,
     EXIT_FATAL,
-    EXIT_PROGRAM_ERROR,
-    SIGJSON,
-    SIGSTATS_CLEAR,
     ConfigRefused,
     read_checked,
 )
 from ..core.events import publish_message
-from ..core.ipc import Channel, ChannelClosed, Message
+from ..core.ipc import Message
 from ..core.paths import AgentKey, write_atomic, write_pid_file
 from ..host.scripts import ConfigScripts, cmd_str, run_script
 from .build import BuildError, InstanceSpec, build_checked, refused_scripts
@@ -51,7 +47,6 @@ from .tracking_io import Trackers
 
 log = logging.getLogger("keepalived_py")
 
-HEARTBEAT_EVERY = 1.0
 
 
 @dataclass
@@ -112,23 +107,13 @@ class VrrpProcess:
         self.trackers = Trackers(config.result.root, self._run_tracker_script,
                                  self.runtime.set_tracker, refused=config.refused_scripts)
         self._changes: dict[str, str] = {}
-        self.channel: Channel | None = None
-        self.done = asyncio.Event()
+        self.loop = ChildLoop(opts.ipc_fd, {"snapshot": self._snapshot, "reload": self._reload,
+                                            "dump": self._dump, "set": self._set})
         self._busy = asyncio.Lock()     # one reload or dump at a time
-        self._tasks: set[asyncio.Task] = set()
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.done.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
-        for sig, kind in ((signal.SIGUSR1, "data"), (signal.SIGUSR2, "stats"),
-                          (SIGJSON, "json"), (SIGSTATS_CLEAR, "stats_clear")):
-            loop.add_signal_handler(sig, lambda kind=kind: self._spawn(self.dump(kind)))
-        if self.opts.ipc_fd is not None:
-            sock = socket.socket(fileno=self.opts.ipc_fd)
-            self.channel = await Channel.open(sock)
-            self._spawn(self._listen())
+        await self.loop.start(on_reload=self.reload, on_dump=self.dump,
+                              dumps=("data", "stats", "json", "stats_clear"))
         try:
             self.events.start()
             await self.trackers.start(scripts=False)
@@ -148,10 +133,9 @@ class VrrpProcess:
             write_pid_file(self.opts.pid_file)
         log.info("Startup complete")
         self._publish_all()
-        self._event({"event": "ready", "pid": os.getpid()})
-        self._spawn(self._heartbeat())
-        await self.done.wait()
-        if self.channel is None:        # with a parent, the parent says it
+        self.loop.ready()
+        await self.loop.done.wait()
+        if not self.loop.supervised:    # with a parent, the parent says it
             log.info("Stopping")
         await self._stop(release=self.opts.release)
         if self.opts.pid_file:
@@ -183,16 +167,10 @@ class VrrpProcess:
         return await run_script(command.argv, command.user, timeout, shell=command.shell)
 
     def _spawn(self, coro) -> None:  # noqa: ANN001 - a coroutine
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.loop.spawn(coro)
 
     def _event(self, message: Message) -> None:
-        if self.channel is not None:
-            try:
-                self.channel.send(message)
-            except ChannelClosed:
-                self.done.set()
+        self.loop.send(message)
 
     def _changed(self, run: Running, change) -> None:  # noqa: ANN001 - engine.Transition
         # Sent once per loop turn, only what changed: a thousand instances
@@ -231,41 +209,17 @@ class VrrpProcess:
             INSTANCE_TOPIC, {name: {"state": state}
                              for name, state in self.runtime.states().items()}, replace=True))
 
-    async def _heartbeat(self) -> None:
-        while True:
-            self._event({"event": "heartbeat"})
-            await asyncio.sleep(HEARTBEAT_EVERY)
+    async def _snapshot(self, message: Message) -> Message:
+        return {"ok": True, "result": await self.snapshot()}
 
-    async def _listen(self) -> None:
-        assert self.channel is not None
-        await self.channel.serve(lambda message: self._spawn(self._answer(message)))
-        log.info("The parent process is gone - stopping")
-        self.done.set()
+    async def _reload(self, message: Message) -> Message:
+        return await self.reload()
 
-    async def _answer(self, message: Message) -> None:
-        what = message.get("request")
-        try:
-            if what == "snapshot":
-                answer = {"ok": True, "result": await self.snapshot()}
-            elif what == "reload":
-                answer = await self.reload()
-            elif what == "dump":
-                answer = await self.dump(str(message.get("kind", "data")))
-            elif what == "set":
-                answer = self.set_override(message)
-            elif what == "stop":
-                self.done.set()
-                answer = {"ok": True}
-            else:
-                answer = {"ok": False, "error": f"unknown request {what!r}"}
-        except Exception as err:  # noqa: BLE001 - an answer, never a dead process
-            log.exception("request %s failed", what)
-            answer = {"ok": False, "error": f"{type(err).__name__}: {err}"}
-        if self.channel is not None:
-            try:
-                self.channel.reply(message, answer)
-            except ChannelClosed:
-                self.done.set()
+    async def _dump(self, message: Message) -> Message:
+        return await self.dump(str(message.get("kind", "data")))
+
+    async def _set(self, message: Message) -> Message:
+        return self.set_override(message)
 
     def set_override(self, message: Message) -> Message:
         name = str(message.get("instance"))
@@ -383,26 +337,21 @@ class VrrpProcess:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = child_parser("keepalived-py vrrp process")
-    parser.add_argument("-V", dest="keep_vips", action="store_true")
-    args = parser.parse_args(argv)
-    options = logs.LogOptions(console=args.console, detail=args.detail,
-                              facility=args.facility, syslog=not args.no_syslog)
-    logs.setup("Keepalived_vrrp", options)
-    try:
-        hello = read_hello(args.ipc_fd) if args.ipc_fd is not None else {}
-        last = hello.get("last_state", {}).get(INSTANCE_TOPIC, {})
-        opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_vips,
-                       pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
-                       resume=[name for name, v in last.items() if v.get("state") == "MASTER"],
-                       ipc_fd=args.ipc_fd, overrides=kept_overrides(hello.get("kept", {})),
-                       log=options)
-        return run(opts)
-    except Exception as err:  # noqa: BLE001 - one line in the log, and the parent restarts us
-        log.debug("unexpected error", exc_info=True)
-        log.error("Stopping: unexpected error %s: %s (a bug: please report it)",
-                  type(err).__name__, err)
-        return EXIT_PROGRAM_ERROR
+    return child_main("keepalived-py vrrp process", "Keepalived_vrrp", argv,
+                      lambda parser: parser.add_argument("-V", dest="keep_vips",
+                                                         action="store_true"),
+                      _start)
+
+
+def _start(args: argparse.Namespace, hello: dict) -> int:
+    last = hello.get("last_state", {}).get(INSTANCE_TOPIC, {})
+    opts = Options(path=args.path, config_id=args.config_id, release=not args.keep_vips,
+                   pid_file=args.pid_file, key=AgentKey(args.namespace, args.instance),
+                   resume=[name for name, v in last.items() if v.get("state") == "MASTER"],
+                   ipc_fd=args.ipc_fd, overrides=kept_overrides(hello.get("kept", {})),
+                   log=logs.LogOptions(console=args.console, detail=args.detail,
+                                       facility=args.facility, syslog=not args.no_syslog))
+    return run(opts)
 
 
 def kept_overrides(kept: dict) -> dict[str, Override]:
