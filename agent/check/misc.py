@@ -35,7 +35,6 @@ from ..host.scripts import (
     TERM_GRACE,
     ScriptCommand,
     ScriptProcess,
-    cmd_str,
     exec_argv,
 )
 from .connect import describe_errno
@@ -74,7 +73,7 @@ async def misc_probe(command: ScriptCommand, timeout: float, dynamic: bool = Fal
     except (OSError, subprocess.SubprocessError) as err:
         code = getattr(err, "errno", None)
         why = describe_errno(code) if code else str(err)
-        return ProbeResult(False, f"cannot run {cmd_str(command.argv)}: {why}")
+        return ProbeResult(False, f"cannot run {command.argv[0]}: {why}")
     try:
         status = await process.wait(timeout)
     except asyncio.CancelledError:
