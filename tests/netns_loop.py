@@ -36,14 +36,15 @@ def join_netns(name: str) -> None:
 class NetnsLoop:
     """``run(coro)`` runs a coroutine on a loop inside ``netns`` and returns its result."""
 
-    def __init__(self, netns: str, name: str = "netns-loop") -> None:
+    def __init__(self, netns: str | None, name: str = "netns-loop") -> None:
         self.netns = netns
         self.loop = asyncio.new_event_loop()
         started: Future[None] = Future()
 
         def main() -> None:
             try:
-                join_netns(netns)
+                if netns is not None:       # None: stay where we are (loopback tests)
+                    join_netns(netns)
             except OSError as err:
                 self.loop.close()
                 started.set_exception(err)
@@ -57,7 +58,7 @@ class NetnsLoop:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self.loop.close()
 
-        self.thread = threading.Thread(target=main, name=f"{name}-{netns}", daemon=True)
+        self.thread = threading.Thread(target=main, name=f"{name}-{netns or 'here'}", daemon=True)
         self.thread.start()
         started.result(10)
 
