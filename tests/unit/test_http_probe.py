@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from keepalived_py.check.connect import tcp_probe
-from keepalived_py.check.genhash import genhash_main, hex_dump
+from keepalived_py.check.genhash import genhash, genhash_main, hex_dump
 from keepalived_py.check.http import HttpRequest, first_set, http_probe
 from keepalived_py.check.http_regex import (
     compile_regex,
@@ -411,6 +411,7 @@ def test_genhash_over_loopback(server_loop: NetnsLoop) -> None:
     port = free_port()
     server = HttpServer({"/p": reply(body=BODY)})
     server_loop.run(server.start("127.0.0.1", port))
+    assert asyncio.run(genhash(Target("127.0.0.1", port), "/p")) == md5(BODY)
     out, err = io.StringIO(), io.StringIO()
     assert genhash_main(["-s", "127.0.0.1", "-p", str(port), "-u", "/p"], stdout=out,
                         stderr=err) == 0
