@@ -40,6 +40,11 @@ def describe_errno(code: int) -> str:
     return text[:1].lower() + text[1:]
 
 
+def describe_error(err: OSError) -> str:
+    """An OSError as a message: its errno's text, else what it says."""
+    return describe_errno(err.errno) if err.errno else str(err) or type(err).__name__
+
+
 def sockaddr(ip: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
     """The family and socket address of a numeric IPv4/IPv6 address (``fe80::1%eth0`` too)."""
     try:
@@ -58,7 +63,7 @@ def make_socket(target: Target) -> tuple[socket.socket, tuple[object, ...]]:
     try:
         sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC, socket.IPPROTO_TCP)
     except OSError as err:
-        raise ProbeFailure(f"cannot create socket: {describe_errno(err.errno or 0)}",
+        raise ProbeFailure(f"cannot create socket: {describe_error(err)}",
                            inconclusive=True) from None
     try:
         sock.setblocking(False)
@@ -75,14 +80,14 @@ def _set_up(sock: socket.socket, target: Target, family: socket.AddressFamily) -
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, target.fwmark)
         except OSError as err:
             raise ProbeFailure(f"cannot set fwmark {target.fwmark}: "
-                               f"{describe_errno(err.errno or 0)}", inconclusive=True) from None
+                               f"{describe_error(err)}", inconclusive=True) from None
     if target.bind_if:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
                             target.bind_if.encode() + b"\0")
         except OSError as err:
             raise ProbeFailure(f"cannot bind to device {target.bind_if}: "
-                               f"{describe_errno(err.errno or 0)}", inconclusive=True) from None
+                               f"{describe_error(err)}", inconclusive=True) from None
     if target.bindto or target.bind_port:
         # keepalived ignores a bind_port without bindto; we bind the wildcard address
         # with that port, which is what the configuration asks for
@@ -95,7 +100,7 @@ def _set_up(sock: socket.socket, target: Target, family: socket.AddressFamily) -
             raise
         except OSError as err:
             raise ProbeFailure(f"cannot bind to {_pair(source, target.bind_port or 0)}: "
-                               f"{describe_errno(err.errno or 0)}", inconclusive=True) from None
+                               f"{describe_error(err)}", inconclusive=True) from None
 
 
 def _pair(ip: str, port: int) -> str:
@@ -132,7 +137,7 @@ async def connect(target: Target, timeout: float | None = None) -> socket.socket
     sock, dst = make_socket(target)
     try:
         code = sock.connect_ex(dst)
-        if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EINTR):
+        if code == errno.EINPROGRESS:
             if not await wait_writable(sock, timeout):
                 raise ProbeFailure(f"connect timeout after {seconds(target.timeout)}")
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

@@ -53,6 +53,13 @@ HTTP_GET / SSL_GET checkers compute it for a url's `digest`.
 """
 
 
+async def genhash(target: Target, path: str, request: HttpRequest | None = None,
+                  tls: TlsOptions | None = None) -> str:
+    """The MD5 digest (hex) of ``path``'s body as the checker computes it; raises
+    ProbeFailure when no complete reply came."""
+    return (await http_exchange(target, path, request, tls)).response.digest
+
+
 class _UsageError(Exception):
     pass
 

@@ -25,7 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from .connect import connect, describe_errno
+from .connect import connect, describe_error
 from .http_wire import (
     REGEX_BODY_LIMIT,
     Response,
@@ -105,12 +105,16 @@ def _tls_context(tls: TlsOptions) -> ssl.SSLContext:
 def _ssl_reason(err: BaseException) -> str:
     if isinstance(err, ssl.SSLError) and err.reason:
         return err.reason.replace("_", " ").lower()
-    if isinstance(err, OSError) and err.errno:
-        return describe_errno(err.errno)
+    if isinstance(err, OSError):
+        return describe_error(err)
     return str(err) or type(err).__name__
 
 
 # -- channels: the same reads and writes over TCP or TLS ------------------------------
+
+class _ReadTimeout(ProbeFailure):
+    """Nothing came for a whole timeout."""
+
 
 class _Plain:
     def __init__(self, sock: socket.socket, timeout: float) -> None:
@@ -125,7 +129,7 @@ class _Plain:
         except TimeoutError:
             raise ProbeFailure(f"send timeout after {seconds(self.timeout)}") from None
         except OSError as err:
-            raise ProbeFailure(f"cannot send: {describe_errno(err.errno or 0)}") from None
+            raise ProbeFailure(f"cannot send: {describe_error(err)}") from None
 
     async def recv(self, timeout: float | None = None) -> bytes:
         """The next bytes; b"" at the end; ProbeFailure after ``timeout`` idle."""
@@ -133,9 +137,9 @@ class _Plain:
             return await asyncio.wait_for(self.loop.sock_recv(self.sock, READ_SIZE),
                                           self.timeout if timeout is None else max(timeout, 0.0))
         except TimeoutError:
-            raise ProbeFailure(f"read timeout after {seconds(self.timeout)}") from None
+            raise _ReadTimeout(f"read timeout after {seconds(self.timeout)}") from None
         except OSError as err:
-            raise ProbeFailure(f"read error: {describe_errno(err.errno or 0)}") from None
+            raise ProbeFailure(f"read error: {describe_error(err)}") from None
 
 
 class _Tls:
@@ -171,11 +175,9 @@ class _Tls:
                 await self._flush(deadline - time.monotonic())
                 try:
                     more = await self._fill(deadline - time.monotonic())
-                except ProbeFailure as failure:
-                    if failure.error.startswith("read timeout"):
-                        raise ProbeFailure(f"TLS handshake timeout after "
-                                           f"{seconds(self.plain.timeout)}") from None
-                    raise
+                except _ReadTimeout:
+                    raise ProbeFailure(f"TLS handshake timeout after "
+                                       f"{seconds(self.plain.timeout)}") from None
                 if not more:
                     raise ProbeFailure("connection closed during the TLS handshake") from None
             except ssl.SSLError as err:

@@ -147,15 +147,15 @@ class ResponseParser:
 
     keep_body: int = 0              # how many body bytes to keep (for the regex)
     header_limit: int = HEADER_LIMIT
-    header: bytes | None = None
-    status: int = 0
-    content_length: int | None = None
-    received: int = 0
-    _head: bytearray = field(default_factory=bytearray)
-    _scanned: int = 0
-    _counted: int = 0               # body bytes hashed (<= Content-Length)
-    _md5: Any = field(default_factory=hashlib.md5)
-    _body: bytearray = field(default_factory=bytearray)
+    header: bytes | None = field(default=None, init=False)
+    status: int = field(default=0, init=False)
+    content_length: int | None = field(default=None, init=False)
+    received: int = field(default=0, init=False)
+    _head: bytearray = field(default_factory=bytearray, init=False)
+    _scanned: int = field(default=0, init=False)
+    _counted: int = field(default=0, init=False)     # body bytes hashed (<= Content-Length)
+    _md5: Any = field(default_factory=hashlib.md5, init=False)
+    _body: bytearray = field(default_factory=bytearray, init=False)
 
     @property
     def started(self) -> bool:

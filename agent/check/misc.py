@@ -35,10 +35,9 @@ from ..host.scripts import (
     TERM_GRACE,
     ScriptCommand,
     ScriptProcess,
-    cmd_str,
     exec_argv,
 )
-from .connect import describe_errno
+from .connect import describe_error
 from .probe import ProbeResult, seconds
 
 
@@ -72,9 +71,8 @@ async def misc_probe(command: ScriptCommand, timeout: float, dynamic: bool = Fal
         process = ScriptProcess(exec_argv(command.argv, command.shell), command.user,
                                 env=dict(env) if env is not None else None, umask=umask)
     except (OSError, subprocess.SubprocessError) as err:
-        code = getattr(err, "errno", None)
-        why = describe_errno(code) if code else str(err)
-        return ProbeResult(False, f"cannot run {cmd_str(command.argv)}: {why}")
+        why = describe_error(err) if isinstance(err, OSError) else str(err)
+        return ProbeResult(False, f"cannot run {command.argv[0]}: {why}")
     try:
         status = await process.wait(timeout)
     except asyncio.CancelledError:
