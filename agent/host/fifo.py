@@ -138,34 +138,32 @@ def notify_fifos(root: Node, scripts: ConfigScripts, *, run_global_script: bool 
     """The global ``notify_fifo`` and the ``vrrp_notify_fifo`` of a configuration
     (not yet open).  ``run_global_script`` is false when a checker process runs the
     global FIFO's script, as keepalived lets only one process run it."""
-    glob = root.blocks("global_defs")
-    if not glob:
-        return None, None
-    g = glob[0]
-    common = _fifo(g, "notify_fifo", "", scripts, umask, run_global_script)
-    vrrp = _fifo(g, "vrrp_notify_fifo", "vrrp_", scripts, umask, True)
-    if common is not None and vrrp is not None and common.path == vrrp.path:
-        log.info("notify FIFO %s has been specified for global and vrrp FIFO - ignoring vrrp"
-                 " FIFO", vrrp.path)
-        vrrp = None
-    return common, vrrp
+    return _global_and(root, scripts, "vrrp", run_global_script, umask)
 
 
 def lvs_notify_fifos(root: Node, scripts: ConfigScripts, *, run_global_script: bool = True,
                      umask: int = KEEPALIVED_UMASK) -> list[NotifyFifo]:
     """The checker process's FIFOs: the global ``notify_fifo`` and ``lvs_notify_fifo``
     (one of them when both name the same path)."""
+    return [f for f in _global_and(root, scripts, "lvs", run_global_script, umask)
+            if f is not None]
+
+
+def _global_and(root: Node, scripts: ConfigScripts, process: str, run_global_script: bool,
+                umask: int) -> tuple[NotifyFifo | None, NotifyFifo | None]:
+    """The global FIFO and a process's own (``vrrp_notify_fifo``, ``lvs_notify_fifo``)."""
     glob = root.blocks("global_defs")
     if not glob:
-        return []
+        return None, None
     g = glob[0]
     common = _fifo(g, "notify_fifo", "", scripts, umask, run_global_script)
-    lvs = _fifo(g, "lvs_notify_fifo", "lvs_", scripts, umask, True)
-    if common is not None and lvs is not None and common.path == lvs.path:
-        log.info("notify FIFO %s has been specified for global and LVS FIFO - ignoring LVS"
-                 " FIFO", lvs.path)
-        lvs = None
-    return [f for f in (common, lvs) if f is not None]
+    own = _fifo(g, f"{process}_notify_fifo", f"{process}_", scripts, umask, True)
+    if common is not None and own is not None and common.path == own.path:
+        log.info("notify FIFO %s has been specified for global and %s FIFO - ignoring %s"
+                 " FIFO", own.path, process.upper() if process == "lvs" else process,
+                 process.upper() if process == "lvs" else process)
+        own = None
+    return common, own
 
 
 def _fifo(glob: Node, keyword: str, label: str, scripts: ConfigScripts, umask: int,
