@@ -59,7 +59,6 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/netns /run/lock
-mount -t tmpfs tmpfs /tmp
 share=$(param kpyvm.share)
 mkdir -p "$share"
 # no cache: what the guest writes must be on the host when the VM is gone

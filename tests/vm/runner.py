@@ -95,7 +95,8 @@ def find_kernel() -> Kernel:
         if (Path("/lib/modules") / version / "modules.dep").is_file():
             found.append(Kernel(version, image))
     if not found:
-        raise VmUnavailable("no kernel in /boot with its modules (apt-get install linux-image-amd64)")
+        raise VmUnavailable("no kernel in /boot with its modules "
+                            "(apt-get install linux-image-amd64)")
 
     def version_key(kernel: Kernel) -> list[int]:
         return [int(n) for n in re.findall(r"\d+", kernel.version)]
