@@ -48,6 +48,19 @@ U32_MAX = 2**32 - 1
 INT_MAX = 2**31 - 1
 
 
+class IpvsError(Exception):
+    """The kernel refused an IPVS operation; the message names the operation and the
+    kernel's errno, ``code`` (0 if none)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class IpvsUnavailable(IpvsError):
+    """No IPVS table can be reached: the kernel has none, or the namespace is gone."""
+
+
 class ServiceFlag(enum.IntFlag):
     """``IP_VS_SVC_F_*``: a virtual service's flags."""
 
@@ -78,7 +91,7 @@ def _endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ServiceKey:
     """What identifies a virtual service: protocol, address and port, or a firewall mark.
 
@@ -118,6 +131,12 @@ class ServiceKey:
     @classmethod
     def of_fwmark(cls, fwmark: int, af: Family = AF_INET) -> ServiceKey:
         return cls(af=af, protocol=None, addr=None, port=0, fwmark=fwmark)
+
+    def sort_key(self) -> tuple[int, bool, int, str, bytes, int]:
+        """A total order (by family, firewall marks first, then protocol, address and
+        port) for stable plans and reports."""
+        packed = ipaddress.ip_address(self.addr).packed if self.addr else b""
+        return (self.af, self.fwmark == 0, self.fwmark, self.protocol or "", packed, self.port)
 
     def __str__(self) -> str:
         """As keepalived's logs name it: ``TCP 198.18.1.10:80``, ``FWM 7 inet6``."""
@@ -187,7 +206,7 @@ class ServiceSpec:
         return self.timeout
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class DestKey:
     """What identifies a real server within its virtual service."""
 
@@ -197,6 +216,10 @@ class DestKey:
     def __post_init__(self) -> None:
         _check_port(self.port, "real server")
         object.__setattr__(self, "addr", canonical_address(self.addr)[1])
+
+    def sort_key(self) -> tuple[int, bytes, int]:
+        address = ipaddress.ip_address(self.addr)
+        return (address.version, address.packed, self.port)
 
     @property
     def af(self) -> Family:

@@ -36,6 +36,8 @@ from .model import (
     DaemonState,
     DestKey,
     DestSpec,
+    IpvsError,
+    IpvsUnavailable,
     KernelService,
     ServiceKey,
     ServiceSpec,
@@ -48,17 +50,7 @@ MODPROBE_TIMEOUT = 30.0     # seconds
 _modprobe_lock = threading.Lock()
 _modprobe_result: str | None = None     # None until tried; "" when it worked
 
-
-class IpvsError(Exception):
-    """The kernel refused an IPVS operation; ``code`` is its errno (0 if none)."""
-
-    def __init__(self, message: str, code: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class IpvsUnavailable(IpvsError):
-    """No IPVS table can be reached: the kernel has none, or the namespace is gone."""
+__all__ = ["IpvsError", "IpvsTable", "IpvsUnavailable", "errno_text"]
 
 
 def errno_text(code: int, hint: str = "") -> str:
@@ -74,14 +66,14 @@ def errno_text(code: int, hint: str = "") -> str:
 HINTS = {
     # ip_vs_add_service: the scheduler or persistence engine module is not found
     ("add virtual service", errno.ENOENT): "no scheduler or persistence engine of that name",
-    # ip_vs_new_dest: an IPv4 real server the director has no route to is refused;
-    # so is a GUE tunnel without a port, and another family than the service's
-    # unless tunnelled
-    ("add real server", errno.EINVAL): "no route to it, another family than the service's "
-                                       "without TUN, or a GUE tunnel without a port",
-    # ip_vs_genl_new_daemon: refused while a service mixes families
-    ("start the", errno.EINVAL): "the interface is missing, or a service mixes address "
-                                 "families",
+    # ip_vs_genl_set_cmd, ip_vs_new_dest: another family than the service's is for TUN
+    # only; a GUE tunnel needs a port; an IPv4 real server is refused in a namespace
+    # without any IPv4 address yet (no local routing table: not even lo is up)
+    ("add real server", errno.EINVAL): "another family than the service's without TUN, "
+                                       "a GUE tunnel without a port, or no IPv4 address "
+                                       "in the namespace (lo down)",
+    # ip_vs_genl_new_daemon
+    ("start the", errno.EINVAL): "refused while a service mixes address families",
 }
 
 
