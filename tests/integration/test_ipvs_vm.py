@@ -80,6 +80,13 @@ NAT, DR, TUN = "NAT", "DR", "TUN"
 PLAIN = ("ipip", 0, "nocsum")
 
 
+def test_a_kernel_without_ip_vs_loaded_gets_it_loaded(vm_cases: dict[str, Any]) -> None:
+    case = seen(vm_cases, "modprobe")
+    assert (case["loaded_before"], case["available"], case["loaded_after"]) == \
+        (False, True, True)
+    assert case["dump"] == {}
+
+
 def test_nat_dr_tun_dests_added_edited_deleted(vm_cases: dict[str, Any]) -> None:
     case = seen(vm_cases, "dests")
     # DR and TUN servers given port 8080 are programmed on the service's port

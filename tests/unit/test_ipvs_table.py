@@ -115,3 +115,39 @@ def test_a_running_event_loop_is_told_to_use_a_thread() -> None:
         with pytest.raises(RuntimeError, match="asyncio.to_thread"):
             IpvsTable().dump()
     asyncio.run(inside())
+
+
+def test_no_ipvs_family_tries_modprobe_once_then_says_why(monkeypatch: Any) -> None:
+    import keepalived_py.ipvs.netlink as netlink
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    class NoFamily:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def bind(self, *_: Any) -> None:
+            raise NetlinkError(errno.ENOENT)
+
+        def close(self) -> None:
+            pass
+
+    class Done:
+        returncode = 1
+        stderr = "modprobe: FATAL: Module ip_vs not found in directory /lib/modules/x\n"
+
+    runs: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: Any) -> Done:
+        runs.append(argv)
+        return Done()
+
+    monkeypatch.setattr(netlink, "_IpvsSocket", NoFamily)
+    monkeypatch.setattr(netlink, "_modprobe_result", None)
+    monkeypatch.setattr(netlink.subprocess, "run", fake_run)
+    for _ in range(2):
+        with pytest.raises(IpvsUnavailable) as missing:
+            IpvsTable().dump()
+        assert str(missing.value) == (
+            "the kernel has no IPVS (no generic netlink family IPVS; modprobe ip_vs: "
+            "modprobe: FATAL: Module ip_vs not found in directory /lib/modules/x)")
+    assert runs == [["modprobe", "ip_vs"]]
