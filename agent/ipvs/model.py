@@ -309,7 +309,7 @@ class KernelService:
     """A virtual service as read back, with its real servers and traffic."""
 
     spec: ServiceSpec
-    dests: dict[DestKey, KernelDest] = field(default_factory=dict)
+    dests: dict[DestKey, KernelDest] = field(default_factory=dict, hash=False)
     stats: Stats = Stats()
 
     @property

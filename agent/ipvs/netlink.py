@@ -9,8 +9,9 @@ as keepalived tries) is an ``IpvsUnavailable`` with a one-line reason.
 
 The calls block (a request and its answer take well under a millisecond); an asyncio
 caller runs them in a worker thread (pyroute2's synchronous sockets cannot run on a
-thread whose event loop is running). The messages are pyroute2's generic netlink
-classes with the attribute types of messages.py. pyroute2's own ``IPVS`` helpers are
+thread whose event loop is running; each thread gets a socket of its own). The
+messages are pyroute2's generic netlink classes with the attribute types of
+messages.py. pyroute2's own ``IPVS`` helpers are
 not used: seen in the VM with 0.9.7, ``IPVSDest.from_message`` reports every real
 server as DR, a ``dest("set")`` without ``fwd_method`` turns a NAT server into DR,
 ``service("update")`` deletes the service, firewall-mark and IPv6 services are
@@ -28,7 +29,7 @@ import threading
 from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkDecodeError, NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket
 
 from . import messages as m
@@ -133,12 +134,17 @@ class IpvsTable:
     def _where(self) -> str:
         return f"network namespace {self.netns}" if self.netns else "this network namespace"
 
-    def _open(self) -> _IpvsSocket:
+    def _new_socket(self) -> _IpvsSocket:
+        # flags=0: a namespace that does not exist is an error, never created
         try:
-            sock = _IpvsSocket(netns=self.netns, flags=0) if self.netns else _IpvsSocket()
+            return _IpvsSocket(netns=self.netns, flags=0) if self.netns else _IpvsSocket()
         except (OSError, NetlinkError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise IpvsUnavailable(f"cannot open netlink in {self._where()}: {reason}") from None
+
+    def _bound(self) -> _IpvsSocket | None:
+        """A socket bound to the IPVS family; None when the kernel has no such family."""
+        sock = self._new_socket()
         try:
             sock.bind(m.GENL_NAME, m.IpvsMessage)
             return sock
@@ -147,16 +153,20 @@ class IpvsTable:
             if e.code != errno.ENOENT:
                 raise IpvsUnavailable(f"cannot reach IPVS in {self._where()}: "
                                       f"{errno_text(e.code)}", e.code) from None
-        why = _load_module()
-        sock = _IpvsSocket(netns=self.netns, flags=0) if self.netns else _IpvsSocket()
-        try:
-            sock.bind(m.GENL_NAME, m.IpvsMessage)
+            return None
+
+    def _open(self) -> _IpvsSocket:
+        sock = self._bound()
+        if sock is not None:
             return sock
-        except NetlinkError as e:
-            sock.close()
-            reason = f"modprobe ip_vs: {why}" if why else "ip_vs loaded but still missing"
+        # the family appears with the module, as keepalived's ipvs_start expects
+        why = _load_module()
+        sock = self._bound()
+        if sock is None:
+            reason = f"modprobe ip_vs: {why}" if why else "ip_vs loaded, still no family"
             raise IpvsUnavailable(f"the kernel has no IPVS (no generic netlink family IPVS; "
-                                  f"{reason})", e.code) from None
+                                  f"{reason})", errno.ENOENT)
+        return sock
 
     def _socket(self) -> _IpvsSocket:
         try:
@@ -192,6 +202,8 @@ class IpvsTable:
                             e.code) from None
         except OSError as e:
             raise IpvsError(f"{what}: {e.strerror or e}", e.errno or 0) from None
+        except NetlinkDecodeError as e:
+            raise IpvsError(f"{what}: cannot read the kernel's answer: {e.exception}") from None
 
     # -- reading -------------------------------------------------------------------
 
