@@ -299,9 +299,10 @@ class IpvsTable:
             raise IpvsError("read the IPVS timeouts: the kernel did not answer")
         return m.parse_timeouts(replies[0])
 
-    def set_timeouts(self, timeouts: Timeouts) -> None:
-        """Change the connection timeouts (``ipvsadm --set``); a 0 leaves one as it is."""
-        attrs = m.timeout_attrs(timeouts)
+    def set_timeouts(self, tcp: int = 0, tcpfin: int = 0, udp: int = 0) -> None:
+        """Change the connection timeouts in seconds (``ipvsadm --set``, keepalived's
+        ``lvs_timeouts``); one left at 0 stays as it is."""
+        attrs = m.timeout_attrs(Timeouts(tcp=tcp, tcpfin=tcpfin, udp=udp))
         if attrs:
             self._talk("set the IPVS timeouts", m.SET_CONFIG, **attrs)
 

@@ -36,7 +36,6 @@ from keepalived_py.ipvs.model import (
     ServiceKey,
     ServiceSpec,
     SyncDaemon,
-    Timeouts,
 )
 from keepalived_py.ipvs.netlink import IpvsTable
 from keepalived_py.ipvs.reconcile import AddDest, AddService, Op, apply, plan
@@ -277,10 +276,10 @@ def case_timeouts(ns: str) -> Seen:
     director(ns)
     table = IpvsTable(ns)
     seen: Seen = {"initial": dataclasses.asdict(table.get_timeouts())}
-    table.set_timeouts(Timeouts(tcp=1000, udp=77))
+    table.set_timeouts(tcp=1000, udp=77)
     seen["set"] = dataclasses.asdict(table.get_timeouts())
     seen["set_ipvsadm"] = ipvsadm(ns, "-L", "--timeout").strip()
-    table.set_timeouts(Timeouts(tcpfin=33))
+    table.set_timeouts(tcpfin=33)
     seen["set_again"] = dataclasses.asdict(table.get_timeouts())
     ipvsadm(ns, "--set", "500", "60", "200")
     seen["set_by_ipvsadm"] = dataclasses.asdict(table.get_timeouts())
@@ -329,7 +328,7 @@ def case_reconcile(ns: str) -> Seen:
     table = IpvsTable(ns)
     ipvsadm(ns, "-A", "-t", "198.18.1.99:25", "-s", "rr")
     ipvsadm(ns, "-a", "-t", "198.18.1.99:25", "-r", "198.18.2.99:25", "-m", "-w", "9")
-    foreign = [line for line in saved(ns)]
+    foreign = saved(ns)
     web = ServiceSpec(TCP80, scheduler="wrr")
     dns6 = ServiceSpec(ServiceKey.of("udp", VIP6, 53), scheduler="sh",
                        flags=ServiceFlag.SH_PORT)
@@ -365,7 +364,7 @@ def case_reconcile(ns: str) -> Seen:
     round_("repair", set(wanted))
     del wanted[mark.key]
     round_("dropped", {web.key, dns6.key, mark.key})
-    seen["foreign_before"] = [line for line in foreign]
+    seen["foreign_before"] = foreign
     return seen
 
 

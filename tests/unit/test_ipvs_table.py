@@ -151,3 +151,12 @@ def test_no_ipvs_family_tries_modprobe_once_then_says_why(monkeypatch: Any) -> N
             "the kernel has no IPVS (no generic netlink family IPVS; modprobe ip_vs: "
             "modprobe: FATAL: Module ip_vs not found in directory /lib/modules/x)")
     assert runs == [["modprobe", "ip_vs"]]
+
+
+def test_timeouts_left_at_zero_stay_and_nothing_is_sent_for_none() -> None:
+    table = Answered()
+    table.set_timeouts(udp=77)
+    table.set_timeouts()
+    assert table.sent == [(m.SET_CONFIG, {"timeout_udp": 77})]
+    with pytest.raises(ValueError, match="tcp timeout"):
+        table.set_timeouts(tcp=-5)
