@@ -36,6 +36,7 @@ from .model import (
     PROTOCOL_NUMBERS,
     TUNNEL_CHECKSUM_CODES,
     TUNNEL_TYPE_CODES,
+    DaemonState,
     DestKey,
     DestSpec,
     KernelDest,
@@ -229,11 +230,12 @@ def daemon_attrs(daemon: SyncDaemon) -> Attrs:
     return _nest(IpvsMessage.daemon, **values)
 
 
-def daemon_stop_attrs(state: str) -> Attrs:
-    return _nest(IpvsMessage.daemon, state=DAEMON_STATE_CODES[state])  # type: ignore[index]
+def daemon_stop_attrs(state: DaemonState) -> Attrs:
+    """The sync daemon to stop: the kernel needs only its state."""
+    return _nest(IpvsMessage.daemon, state=DAEMON_STATE_CODES[state])
 
 
-def timeout_attrs(timeouts: Timeouts) -> dict[str, int]:
+def timeout_attrs(timeouts: Timeouts) -> dict[str, Any]:
     """The timeouts to change (0: left as it is, so not sent)."""
     sent = {"timeout_tcp": timeouts.tcp, "timeout_tcp_fin": timeouts.tcpfin,
             "timeout_udp": timeouts.udp}

@@ -22,8 +22,8 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-AF_INET = 2
-AF_INET6 = 10
+AF_INET: Literal[2] = 2
+AF_INET6: Literal[10] = 10
 Family = Literal[2, 10]
 Protocol = Literal["tcp", "udp", "sctp"]
 Forwarding = Literal["NAT", "DR", "TUN", "LOCAL"]

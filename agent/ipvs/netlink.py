@@ -188,7 +188,7 @@ class IpvsTable:
             return False
         return True
 
-    def _talk(self, what: str, command: int, dump: bool = False,
+    def _talk(self, what: str, command: int, *, dump: bool = False,
               **attrs: Any) -> list[m.IpvsMessage]:
         sock = self._socket()
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)

@@ -14,6 +14,7 @@ Everything here dies with the VM; nothing reaches the host but OUTDIR.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -250,7 +251,8 @@ def case_schedulers(ns: str) -> Seen:
     for name in ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sed", "nq", "fo", "ovf"):
         services.append(ServiceSpec(ServiceKey.of("tcp", VIP, 1000 + len(services)),
                                     scheduler=name))
-    errors = {str(s.key): error_of(lambda s=s: table.add_service(s)) for s in services}
+    errors = {str(spec.key): error_of(functools.partial(table.add_service, spec))
+              for spec in services}
     seen: Seen = {"errors": errors, "saved": saved(ns), "dump": as_json(table.dump())}
     # sh's flags off again, by an edit
     table.edit_service(ServiceSpec(ServiceKey.of("tcp", VIP, 1), scheduler="sh"))
@@ -409,7 +411,7 @@ def case_errors(ns: str) -> Seen:
     director(ns)
     table = IpvsTable(ns)
     table.add_service(ServiceSpec(TCP80))
-    seen = {
+    seen: Seen = {
         "edit_missing_service": error_of(
             lambda: table.edit_service(ServiceSpec(ServiceKey.of("tcp", VIP, 81)))),
         "unknown_scheduler": error_of(

@@ -34,7 +34,7 @@ class Answered(IpvsTable):
         self.answers = {getattr(m, name): code for name, code in answers.items()}
         self.sent: list[tuple[int, dict[str, Any]]] = []
 
-    def _talk(self, what: str, command: int, dump: bool = False,
+    def _talk(self, what: str, command: int, *, dump: bool = False,
               **attrs: Any) -> list[m.IpvsMessage]:
         self.sent.append((command, attrs))
         code = self.answers.get(command, 0)
@@ -89,7 +89,7 @@ def test_errno_text_names_the_errno_and_what_it_means_here() -> None:
 
 def test_a_reply_the_model_cannot_hold_is_an_error_of_the_dump() -> None:
     class Odd(Answered):
-        def _talk(self, what: str, command: int, dump: bool = False,
+        def _talk(self, what: str, command: int, *, dump: bool = False,
                   **attrs: Any) -> list[m.IpvsMessage]:
             msg = m.request(m.GET_SERVICE, service={"attrs": [
                 ("IPVS_SVC_ATTR_AF", 2), ("IPVS_SVC_ATTR_PROTOCOL", 47),
