@@ -306,7 +306,7 @@ def parse_dest(msg: IpvsMessage, service_af: int) -> KernelDest:
         weight=dest.get_attr("IPVS_DEST_ATTR_WEIGHT"),
         u_threshold=dest.get_attr("IPVS_DEST_ATTR_U_THRESH") or 0,
         l_threshold=dest.get_attr("IPVS_DEST_ATTR_L_THRESH") or 0,
-        # the kernel keeps (and reports) tunnel settings for any method; they mean
+        # the kernel reports the tunnel attributes for every method; they mean
         # something for TUN only
         tun_type=_name_of(TUNNEL_TYPE_CODES, dest.get_attr("IPVS_DEST_ATTR_TUN_TYPE") or 0,
                           "tunnel type") if tunnel else "ipip",
