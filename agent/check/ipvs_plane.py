@@ -43,7 +43,7 @@ def ipvs_missing() -> str | None:
     """Why this kernel cannot be programmed, or None when it can."""
     try:
         with IpvsTable() as table:
-            table.available()
+            table.dump()
     except IpvsUnavailable as err:
         return str(err)
     except IpvsError as err:
@@ -66,7 +66,7 @@ def service_spec(vs: VirtualServerSpec) -> ServiceSpec:
     if granularity is not None and vs.af == AF_INET6:
         granularity = int(granularity)
     return ServiceSpec(service_key(vs), scheduler=vs.scheduler, flags=flags,
-                       timeout=vs.persistence_timeout, granularity=granularity,
+                       timeout=vs.persistence_timeout or None, granularity=granularity,
                        pe_name=vs.persistence_engine)
 
 
@@ -139,7 +139,8 @@ class IpvsDataPlane:
                 dest_spec(spec.key, rs, weight) for rs, weight in dests.values())})
         async with self._lock:
             actual = await asyncio.to_thread(self.table.dump)
-            ops, foreign = plan(desired, actual, self.owned | set(desired))
+            ops = plan(desired, actual, self.owned | set(desired))
+            foreign = ops.foreign
             if report and ops:
                 self.repairs += len(ops)
                 for op in ops:
