@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import ParseResult
 from ..core.child_process import ChildLoop, child_main
@@ -77,7 +78,9 @@ def make_dataplane(*, flush_at_start: bool = False) -> DataPlane:
 
 
 class CheckerProcess:
-    def __init__(self, opts: Options, config: Config, dataplane: DataPlane) -> None:
+    def __init__(self, opts: Options, config: Config, dataplane: DataPlane,
+                 ipvs_globals: Any = None) -> None:   # noqa: ANN401 - ipvs.settings.IpvsGlobals
+        self.ipvs_globals = ipvs_globals
         self.opts = opts
         self.config = config
         self.dataplane = dataplane
@@ -138,6 +141,8 @@ class CheckerProcess:
                 return {"ok": False, "error": "configuration refused", "errors": refused.lines}
             self.config = config
             self.prober = Prober(config.result.root, config.scripts)
+            if self.ipvs_globals is not None:
+                await asyncio.to_thread(self.ipvs_globals.apply, config.result.root)
             report = await self.runtime.reload(config.lvs, config.result.root, config.scripts)
             took = time.monotonic() - began
             log.info("Reload finished in %d usec: %d added, %d removed, %d changed, "
@@ -180,7 +185,17 @@ def _start(args: argparse.Namespace, hello: dict) -> int:
     log.info("Configuration file %s", opts.path)
     settings = Settings.from_root(config.result.root)
     dataplane = make_dataplane(flush_at_start=settings.lvs_flush)
-    return asyncio.run(CheckerProcess(opts, config, dataplane).run())
+    globals_ = None
+    if dataplane.name == "ipvs":
+        from ..ipvs.netlink import IpvsTable
+        from ..ipvs.settings import IpvsGlobals
+        globals_ = IpvsGlobals(IpvsTable())
+        globals_.apply(config.result.root)
+    try:
+        return asyncio.run(CheckerProcess(opts, config, dataplane, globals_).run())
+    finally:
+        if globals_ is not None and opts.release:
+            globals_.restore()
 
 
 if __name__ == "__main__":

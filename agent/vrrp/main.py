@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import ParseResult
 from ..core import logs
@@ -45,6 +46,9 @@ from .sync import SyncGroup
 from .track import only_pending
 from .tracking_io import Trackers
 
+if TYPE_CHECKING:
+    from ..ipvs.settings import SyncDaemonDriver
+
 log = logging.getLogger("keepalived_py")
 
 
@@ -58,6 +62,23 @@ class Config:
     @property
     def refused_scripts(self) -> set[str]:
         return refused_scripts(self.scripts)
+
+
+def sync_daemon_driver(config: Config) -> SyncDaemonDriver | None:
+    """The sync daemon this process drives (``lvs_sync_daemon IF inst VI``), if any."""
+    glob = config.result.root.values.get("global_defs")
+    if glob is None or not glob.values.get("lvs_sync_daemon"):
+        return None                     # IPVS's modules are imported only when needed
+    from ..ipvs.settings import SyncDaemonDriver, sync_daemon_of
+    daemon = sync_daemon_of(config.result.root)
+    if daemon is None or daemon.instance is None:
+        return None
+    vrid = next((s.cfg.vrid for s in config.specs if s.cfg.name == daemon.instance), None)
+    if vrid is None:
+        log.error("Unable to find vrrp instance %s for lvs_syncd - clearing lvs_syncd config",
+                  daemon.instance)
+        return None
+    return SyncDaemonDriver(daemon, vrid)
 
 
 def read_config(path: str, config_id: str, strict: bool) -> Config:
@@ -107,6 +128,7 @@ class VrrpProcess:
         self.trackers = Trackers(config.result.root, self._run_tracker_script,
                                  self.runtime.set_tracker, refused=config.refused_scripts)
         self._changes: dict[str, str] = {}
+        self.sync_daemon = sync_daemon_driver(config)
         self.loop = ChildLoop(opts.ipc_fd, {"snapshot": self._snapshot, "reload": self._reload,
                                             "dump": self._dump, "set": self._set})
         self._busy = asyncio.Lock()     # one reload or dump at a time
@@ -149,6 +171,8 @@ class VrrpProcess:
         priorities = {r.spec.cfg.name: r.engine.effective_priority
                       for r in self.runtime.instances}
         await self.runtime.stop(release=release)
+        if self.sync_daemon is not None:
+            await asyncio.to_thread(self.sync_daemon.stop)
         await self.trackers.stop()
         await self.events.stop(priorities)
 
@@ -178,6 +202,10 @@ class VrrpProcess:
         if not self._changes:
             asyncio.get_running_loop().call_soon(self._send_changes)
         self._changes[run.spec.cfg.name] = change.new.name
+        driver = self.sync_daemon
+        if driver is not None and run.spec.cfg.name == driver.config.instance \
+                and change.new != State.INIT:
+            self._spawn(asyncio.to_thread(driver.follow, change.new.name))
         # INIT: stopping or removed, notified as STOP or DELETED by the caller
         if change.new == State.INIT:
             return
@@ -302,6 +330,7 @@ class VrrpProcess:
             await self.trackers.reload(root, config.refused_scripts)
             self._read_trackers()
             report = await self.runtime.reload(config.specs, root)
+            await self._reload_sync_daemon(config)
             await self.events.reload(root, config.scripts)
             for name in report.removed:
                 self.events.notifier.deleted(name, *before[name])
@@ -313,6 +342,21 @@ class VrrpProcess:
             return {"ok": True, "seconds": took, "added": report.added,
                     "removed": report.removed, "changed": report.changed,
                     "unchanged": len(report.unchanged)}
+
+    async def _reload_sync_daemon(self, config: Config) -> None:
+        """keepalived restarts the sync daemon at a reload only when its settings
+        changed."""
+        new = sync_daemon_driver(config)
+        old = self.sync_daemon
+        if (new and (new.config, new.vrid)) == (old and (old.config, old.vrid)):
+            return
+        if old is not None:
+            await asyncio.to_thread(old.stop)
+        self.sync_daemon = new
+        if new is not None:
+            states = self.runtime.states()
+            if new.config.instance in states:
+                await asyncio.to_thread(new.follow, states[new.config.instance])
 
     async def dump(self, kind: str) -> Message:
         from . import dumps

@@ -322,6 +322,48 @@ def case_sync_daemon(ns: str) -> Seen:
     return seen
 
 
+GLOBALS_CONF = """
+global_defs {
+    lvs_timeouts tcp 1000 udp 77
+    lvs_sync_daemon v0 id 7 port 8850
+}
+"""
+
+
+@case
+def case_globals(ns: str) -> Seen:
+    """lvs_timeouts and lvs_sync_daemon from a configuration (ipvs/settings.py): set,
+    kept across an unchanged reload, undone at the end; the VRRP-driven daemon
+    following its instance's state."""
+    from keepalived_py.config import load
+    from keepalived_py.ipvs.settings import IpvsGlobals, SyncDaemonDriver, sync_daemon_of
+    director(ns)
+    table = IpvsTable(ns)
+    seen: Seen = {"before": dataclasses.asdict(table.get_timeouts())}
+    root = load("globals.conf", text=GLOBALS_CONF, interfaces={"v0"}).root
+    settings = IpvsGlobals(table)
+    settings.apply(root)
+    seen["timeouts"] = dataclasses.asdict(table.get_timeouts())
+    seen["daemons"] = ipvsadm(ns, "-L", "--daemon").splitlines()
+    settings.apply(root)                # a reload with the same settings: no restart
+    seen["daemons_after_reload"] = ipvsadm(ns, "-L", "--daemon").splitlines()
+    settings.restore()
+    seen["restored"] = dataclasses.asdict(table.get_timeouts())
+    seen["daemons_restored"] = ipvsadm(ns, "-L", "--daemon").splitlines()
+    driven = load("driven.conf", text=GLOBALS_CONF.replace("id 7", "inst VI_1"),
+                  interfaces={"v0"}).root
+    config = sync_daemon_of(driven)
+    assert config is not None
+    driver = SyncDaemonDriver(config, vrid=51, netns=ns)
+    driver.follow("BACKUP")
+    seen["driven_backup"] = ipvsadm(ns, "-L", "--daemon").splitlines()
+    driver.follow("MASTER")
+    seen["driven_master"] = ipvsadm(ns, "-L", "--daemon").splitlines()
+    driver.stop()
+    seen["driven_stopped"] = ipvsadm(ns, "-L", "--daemon").splitlines()
+    return seen
+
+
 @case
 def case_reconcile(ns: str) -> Seen:
     """Dump, plan, apply: from nothing; after ipvsadm broke it; a service dropped. A

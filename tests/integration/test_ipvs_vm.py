@@ -212,6 +212,26 @@ def test_lvs_timeouts(vm_cases: dict[str, Any]) -> None:
     assert case["set_by_ipvsadm"] == {"tcp": 500, "tcpfin": 60, "udp": 200}
 
 
+def test_globals_from_the_configuration(vm_cases: dict[str, Any]) -> None:
+    case = seen(vm_cases, "globals")
+    assert case["timeouts"] == {**case["before"], "tcp": 1000, "udp": 77}
+    assert case["daemons"] == [
+        "master sync daemon (mcast=v0, syncid=7, maxlen=1472, group=224.0.0.81, port=8850, "
+        "ttl=1)",
+        "backup sync daemon (mcast=v0, syncid=7, maxlen=1472, group=224.0.0.81, port=8850, "
+        "ttl=1)"]
+    assert case["daemons_after_reload"] == case["daemons"]
+    assert case["restored"] == case["before"] and case["daemons_restored"] == []
+    # syncid: the instance's VRID
+    assert case["driven_backup"] == [
+        "backup sync daemon (mcast=v0, syncid=51, maxlen=1472, group=224.0.0.81, port=8850, "
+        "ttl=1)"]
+    assert case["driven_master"] == [
+        "master sync daemon (mcast=v0, syncid=51, maxlen=1472, group=224.0.0.81, port=8850, "
+        "ttl=1)"]
+    assert case["driven_stopped"] == []
+
+
 def test_sync_daemon(vm_cases: dict[str, Any]) -> None:
     case = seen(vm_cases, "sync_daemon")
     assert case["none"] == "{}"
