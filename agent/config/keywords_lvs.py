@@ -331,9 +331,20 @@ BFD_INSTANCE = BlockSpec("bfd_instance", (
              too_long="Configuration error: BFD instance {word} name too long (maximum "
                       f"length is {BFD_INAME_MAX - 1} characters) - ignoring"))
 
+# What the checker process acts on today (agent/check/spec.py, probing.py);
+# ``-t`` lists the rest as read but not acted on.
+NOT_ACTED = {
+    "virtual_server": {"snmp_name"},
+    "real_server": {"snmp_name", "SMTP_CHECK", "PING_CHECK", "UDP_CHECK", "DNS_CHECK",
+                    "BFD_CHECK"},
+    "url": {"regex_stack", "tls_compliant"},
+    "SSL_GET": {"tls_compliant", "sni_name"},
+    "HTTP_GET": {"sni_name"},
+}
+
 LVS_ROOT_KEYWORDS: tuple[Kw, ...] = (
     Kw("bfd_instance", block=BFD_INSTANCE, repeat=True),
-    Kw("SSL", block=SSL),
+    Kw("SSL", block=SSL.acting_all(), acted=True),
     Kw("virtual_server_group", block=VIRTUAL_SERVER_GROUP, repeat=True),
-    Kw("virtual_server", block=VIRTUAL_SERVER, repeat=True),
+    Kw("virtual_server", block=VIRTUAL_SERVER.acting_all(NOT_ACTED), repeat=True, acted=True),
 )

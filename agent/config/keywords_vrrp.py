@@ -586,6 +586,11 @@ VRRP_INSTANCE = BlockSpec("vrrp_instance", (
 # What the VRRP runtime acts on today (agent/vrrp/build.py reads these);
 # ``-t`` lists every other keyword it meets as read but not acted on.
 VRRP_INSTANCE = VRRP_INSTANCE.acting({
+    # trackers, notifications, mail, VMAC (agent/vrrp/tracking_io.py, notify.py, vmac.py)
+    "garp_extra_if", "notify", "notify_backup", "notify_deleted", "notify_fault",
+    "notify_master", "notify_master_rx_lower_pri", "notify_priority_changes", "notify_stop",
+    "promote_secondaries", "smtp_alert", "strict_mode", "track_file", "track_process",
+    "track_script", "use_vmac", "use_vmac_addr", "vmac_xmit_base", "vrf",
     "state", "interface", "virtual_router_id", "priority", "advert_int", "version",
     "preempt", "nopreempt", "preempt_delay", "skip_check_adv_addr", "lower_prio_no_advert",
     "higher_prio_send_advert", "down_timer_adverts", "old_unicast_checksum",
@@ -604,7 +609,26 @@ GLOBAL_DEFS = GLOBAL_DEFS.acting({
     # the daemon (agent/core): reloads are checked, dumps go where these say
     "reload_check_config", "state_dump_file", "stats_dump_file", "json_dump_file",
     "data_use_instance",
+    # scripts, notify FIFOs, mail, VMAC, the checker process and IPVS
+    "default_interface", "disable_local_igmp", "enable_script_security",
+    "fifo_write_vrrp_states_on_reload", "lvs_drain_time", "lvs_flush", "lvs_flush_on_stop",
+    "lvs_notify_fifo", "lvs_notify_fifo_script", "lvs_sync_daemon", "lvs_timeouts",
+    "no_checker_emails", "no_email_faults", "notification_email", "notification_email_from",
+    "notify_fifo", "notify_fifo_script", "process_monitor_rcv_bufs",
+    "process_monitor_rcv_bufs_force", "router_id", "rs_init_notifies", "script_user",
+    "shutdown_script", "shutdown_script_timeout", "smtp_alert", "smtp_alert_checker",
+    "smtp_alert_vrrp", "smtp_connect_timeout", "smtp_helo_name", "smtp_server",
+    "startup_script", "startup_script_timeout", "umask", "vmac_addr_prefix", "vmac_prefix",
+    "vrrp_garp_extra_if", "vrrp_notify_fifo", "vrrp_notify_fifo_script",
+    "vrrp_notify_priority_changes", "vrrp_strict",
 })
+VRRP_SCRIPT = VRRP_SCRIPT.acting_all()
+TRACK_FILE = TRACK_FILE.acting_all()
+VRRP_TRACK_PROCESS = VRRP_TRACK_PROCESS.acting_all()
+GARP_GROUP = GARP_GROUP.acting_all()
+TRACK_GROUP = TRACK_GROUP.acting_all()
+VRRP_SYNC_GROUP = VRRP_SYNC_GROUP.acting_all({"vrrp_sync_group": {"track_bfd",
+                                                                  "global_tracking"}})
 
 # -- the top level --------------------------------------------------------------
 
@@ -620,14 +644,14 @@ VRRP_ROOT_KEYWORDS = (
     Kw("global_defs", block=GLOBAL_DEFS, acted=True),
     Kw("linkbeat_interfaces", lines=LinkbeatLine()),
     Kw("interface_up_down_delays", lines=UpDownDelayLine()),
-    Kw("track_group", block=TRACK_GROUP, repeat=True),
-    Kw("static_ipaddress", lines=AddressLine(static=True)),
-    Kw("static_routes", lines=RouteLine(static=True)),
-    Kw("static_rules", lines=RuleLine(static=True)),
-    Kw("track_file", block=TRACK_FILE, repeat=True, aliases=("vrrp_track_file",)),
-    Kw("vrrp_track_process", block=VRRP_TRACK_PROCESS, repeat=True),
-    Kw("vrrp_script", block=VRRP_SCRIPT, repeat=True),
-    Kw("vrrp_sync_group", block=VRRP_SYNC_GROUP, repeat=True),
-    Kw("garp_group", block=GARP_GROUP, repeat=True),
+    Kw("track_group", block=TRACK_GROUP, repeat=True, acted=True),
+    Kw("static_ipaddress", lines=AddressLine(static=True), acted=True),
+    Kw("static_routes", lines=RouteLine(static=True), acted=True),
+    Kw("static_rules", lines=RuleLine(static=True), acted=True),
+    Kw("track_file", block=TRACK_FILE, repeat=True, aliases=("vrrp_track_file",), acted=True),
+    Kw("vrrp_track_process", block=VRRP_TRACK_PROCESS, repeat=True, acted=True),
+    Kw("vrrp_script", block=VRRP_SCRIPT, repeat=True, acted=True),
+    Kw("vrrp_sync_group", block=VRRP_SYNC_GROUP, repeat=True, acted=True),
+    Kw("garp_group", block=GARP_GROUP, repeat=True, acted=True),
     Kw("vrrp_instance", block=VRRP_INSTANCE, repeat=True, acted=True),
 )

@@ -298,6 +298,20 @@ class BlockSpec:
                          for kw in self.keywords)
         return BlockSpec(self.kind, keywords, self.head, self.entries)
 
+    def acting_all(self, but: dict[str, set[str]] | None = None) -> BlockSpec:
+        """This block and every block inside it with all keywords marked as acted
+        on, except ``but[kind]`` (names of keywords; a block keyword named there is
+        left, with everything inside it, as it was)."""
+        skip = (but or {}).get(self.kind, set())
+        keywords = []
+        for kw in self.keywords:
+            if kw.name in skip:
+                keywords.append(kw)
+                continue
+            block = kw.block.acting_all(but) if kw.block is not None else None
+            keywords.append(replace(kw, acted=True, block=block))
+        return replace(self, keywords=tuple(keywords))
+
     def lookup(self, word: str) -> Kw | None:
         return self.table.get(word)  # type: ignore[attr-defined]
 

@@ -311,16 +311,17 @@ def test_interfaces_users_and_scripts_are_left_to_the_host():
 
 def test_warnings_are_named_and_do_not_fail():
     rendering = action.render_config(args(
-        instances=[instance(unicast_src_ip="10.0.0.1", track_file=["tf"])],
-        track_files=[{"name": "tf", "file": "/run/tf", "weight": 0}]), "lb1")
+        instances=[instance(unicast_src_ip="10.0.0.1", track_bfd=["bfd1"],
+                            auth_hmac={"active_key": 1, "mode": "enforce"})]),
+        "lb1")
     assert "instances[0]: (VI_1) A unicast keyword has been specified without any unicast " \
            "peers. Defaulting to multicast. This usage is deprecated - please update your " \
            "configuration." in rendering.warnings
-    assert "instances[0].track_file" in rendering.not_acted
+    assert "instances[0].track_bfd" in rendering.not_acted
     # a block listed: its keywords are not listed again
-    assert "track_files[0]" in rendering.not_acted
-    assert not any(n.startswith("track_files[0].") for n in rendering.not_acted)
-    assert any(w.startswith("read but not acted on") and "track_files[0]" in w
+    assert "instances[0].auth_hmac" in rendering.not_acted
+    assert not any(n.startswith("instances[0].auth_hmac.") for n in rendering.not_acted)
+    assert any(w.startswith("read but not acted on") and "instances[0].auth_hmac" in w
                for w in rendering.warnings)
 
 
