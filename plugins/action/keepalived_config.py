@@ -192,6 +192,10 @@ class Generator:
             self.problem(path, f"must be a dict of {keyword} keywords")
             return
         name = item.get("name")
+        if spec is not None and spec.head is None:
+            # a block without a name (TCP_CHECK, url): every key is a keyword
+            self.block(depth, keyword, [], item, spec, path)
+            return
         head = self.line_words(name, f"{path}.name") if name is not None else None
         if not head:
             self.problem(f"{path}.name", f"missing: every {keyword} needs a name")

@@ -32,7 +32,6 @@ HEADER_LINES = HEADER.count("\n")
 # The options holding structured configuration, in the order their blocks are
 # written, and the top-level keepalived keyword each becomes.  ``global_defs`` is
 # one block; the others are lists of blocks whose ``name`` is the block's name.
-# virtual_servers will join here with the IPVS work.
 SECTIONS = (
     ("global_defs", "global_defs"),
     ("track_files", "track_file"),
@@ -40,6 +39,7 @@ SECTIONS = (
     ("scripts", "vrrp_script"),
     ("instances", "vrrp_instance"),
     ("sync_groups", "vrrp_sync_group"),
+    ("virtual_servers", "virtual_server"),
 )
 STRUCTURED = tuple(option for option, _keyword in SECTIONS)
 
@@ -53,6 +53,7 @@ ARGUMENT_SPEC = {
     "scripts": {"type": "list", "elements": "dict"},
     "instances": {"type": "list", "elements": "dict"},
     "sync_groups": {"type": "list", "elements": "dict"},
+    "virtual_servers": {"type": "list", "elements": "dict"},
     "dest": {"type": "path", "default": DEFAULT_DEST},
     "backup": {"type": "bool", "default": False},
     "reload": {"type": "bool", "default": True},

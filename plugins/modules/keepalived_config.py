@@ -13,7 +13,7 @@ description:
   - Writes the keepalived-py agent's configuration file (keepalived.conf, read unchanged
     from keepalived) on the target, from raw text (O(content)) or from structured
     variables (O(global_defs), O(instances), O(scripts), O(track_files),
-    O(track_processes), O(sync_groups)).
+    O(track_processes), O(sync_groups), O(virtual_servers)).
   - On the controller, the configuration is read by the agent's own parser, the one the
     agent runs with. An error fails the task B(before anything is sent to the host) and
     names the variable (C(instances[1].advert_int)) or, for O(content), the line. Warnings
@@ -101,6 +101,16 @@ options:
     description:
       - One dict per C(vrrp_sync_group); V(name) is its name, the other keys its keywords
         (V(group) as a list of instance names, V(track_script) ...).
+    type: list
+    elements: dict
+  virtual_servers:
+    description:
+      - One dict per C(virtual_server); V(name) is what follows the keyword (V(198.18.1.10 80),
+        V(fwmark 5)), every other key a keyword of the block (V(lb_algo), V(lb_kind),
+        V(protocol), V(delay_loop), V(quorum), V(sorry_server) ...). V(real_server) is a list
+        of dicts, each with its V(name) (V(198.18.2.11 8080)) and its keywords; a checker
+        (V(TCP_CHECK), V(HTTP_GET) ...) is a list of dicts of its keywords, without a name,
+        and so is V(url) in an HTTP checker.
     type: list
     elements: dict
   dest:
@@ -201,6 +211,26 @@ EXAMPLES = r"""
         track_script:
           - chk_haproxy
         nopreempt: true
+
+- name: A load-balanced web service behind the VIP, its real servers health-checked
+  keepalived_py.ha.keepalived_config:
+    virtual_servers:
+      - name: 192.0.2.10 80
+        delay_loop: 5
+        lb_algo: wrr
+        lb_kind: NAT
+        protocol: TCP
+        real_server:
+          - name: 192.0.2.21 8080
+            weight: 2
+            HTTP_GET:
+              - url:
+                  - path: /health
+                    status_code: 200
+                connect_timeout: 3
+          - name: 192.0.2.22 8080
+            TCP_CHECK:
+              - connect_timeout: 3
 
 - name: An existing keepalived.conf, unchanged
   keepalived_py.ha.keepalived_config:

@@ -150,6 +150,45 @@ def test_a_list_of_dicts_under_a_repeating_block_is_one_named_block_each():
     ]
 
 
+def test_virtual_servers_with_their_checkers() -> None:
+    rendering = action.render_config(args(virtual_servers=[{
+        "name": "192.0.2.10 80", "lb_algo": "wrr", "lb_kind": "NAT", "protocol": "TCP",
+        "real_server": [
+            {"name": "192.0.2.21 8080", "weight": 2,
+             "HTTP_GET": [{"url": [{"path": "/health", "status_code": 200}],
+                           "connect_timeout": 3}]},
+            {"name": "192.0.2.22 8080", "TCP_CHECK": [{"connect_timeout": 3}]}]}]), "lb1")
+    body = rendering.text.split("\n", 1)[1]
+    assert body == """virtual_server 192.0.2.10 80 {
+    lvs_sched wrr
+    lvs_method NAT
+    protocol TCP
+    real_server 192.0.2.21 8080 {
+        weight 2
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200
+            }
+            connect_timeout 3
+        }
+    }
+    real_server 192.0.2.22 8080 {
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+}
+"""
+    assert rendering.not_acted == []
+    gen = action.Generator()
+    gen.sections(args(virtual_servers=[{"name": "192.0.2.10 80", "real_server": [
+        {"name": "192.0.2.21 80", "TCP_CHECK": [{"connect_timeout": 3}]}]}]))
+    assert ("            connect_timeout 3",
+            "virtual_servers[0].real_server[0].TCP_CHECK[0].connect_timeout") in \
+        list(zip(gen.out.lines, gen.out.paths, strict=True))
+
+
 @pytest.mark.parametrize(("given", "problem"), [
     ({"instances": [{"state": "MASTER"}]}, "instances[0].name: missing"),
     ({"instances": [{"name": "VI_1", "bad key": 1}]}, "instances[0].bad key: not a keepalived"),
