@@ -274,3 +274,41 @@ def test_reload_keeps_state_drains_removed_and_refuses_a_bad_config(lvs_lab) -> 
     assert after["alive"] and after["checkers"][0]["has_run"]
     wait_for("w2 gone", lambda: set(real_servers(agent)) == {w1}, timeout=6)
     assert f"RS [{w2}]:tcp:8080 [{VIP}]:tcp:80 DOWN" in fifo.lines()
+
+
+def test_ha_suspend_checks_only_while_the_vip_is_here(lab_factory) -> None:
+    lab = lab_factory(["dir", "w1"])
+    director, w1 = lab.host("dir"), lab.host("w1")
+    agent = Router(director, f"""
+virtual_server {VIP} 80 {{
+    delay_loop 0.5
+    lb_algo rr
+    protocol TCP
+    warmup 0
+    ha_suspend
+    real_server {w1.ip4} 8080 {{
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}
+}}
+""")
+    try:
+        web(w1, agent.dir / "w1")
+        agent.start()
+
+        def checker() -> dict:
+            [rs] = real_servers(agent).values() or [{}]
+            return rs.get("checkers", [{}])[0]
+
+        wait_for("the checker process", lambda: checker().get("enabled") is False, timeout=15)
+        time.sleep(2)
+        assert checker()["last_result"] is None       # suspended: never ran
+        director.run(["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
+        wait_for("checks once the VIP is here", lambda: checker().get("last_result") == "ok",
+                 timeout=5)
+        director.run(["ip", "addr", "del", f"{VIP}/32", "dev", "lo"])
+        wait_for("suspended again", lambda: checker().get("enabled") is False, timeout=5)
+        assert "Suspending healthchecker for service" in agent.log_text()
+    finally:
+        agent.close()

@@ -108,12 +108,13 @@ def test_waits_for_the_hand_over(pair_daemon, agent, capsys):
 def test_wait_times_out_with_the_last_state(pair_daemon, agent, capsys):
     pair_daemon.instance("VI_1")["faults"] = ["if:eth0"]
     result = run(pair_daemon, agent, capsys, name="VI_1", maintenance="backup", wait=True,
-                 delay=0.05, timeout=0.3)
+                 delay=0.05, timeout=1.5)
     assert result["failed"] is True
     assert result["changed"] is True              # the setting was made
-    assert result["msg"] == ("VI_1: not BACKUP after 0.3 s; last state seen MASTER (effective "
+    assert result["msg"] == ("VI_1: not BACKUP after 1.5 s; last state seen MASTER (effective "
                              "priority 150, master 198.18.0.11, faults if:eth0)")
-    assert result["state"] == "MASTER" and result["waited"] >= 0.3
+    assert result["state"] == "MASTER" and result["waited"] >= 1.5
+    # it kept reading (each read runs the agent's CLI: slow on a loaded machine)
     assert len(pair_daemon.requested("status")) >= 3
 
 
