@@ -276,7 +276,9 @@ def everything(host: Host) -> dict[str, Any]:
     links = ip_json(host, "-d", "link")
     names = sorted(link["ifname"] for link in links)
     keys = [k for name in ["all", "default", *names] for k in conf_keys(name)]
-    addrs = {a["ifname"]: sorted(json.dumps(x, sort_keys=True) for x in a.get("addr_info", []))
+    # DAD's progress ("tentative") is the kernel's, not something we left behind
+    addrs = {a["ifname"]: sorted(json.dumps({k: v for k, v in x.items() if k != "tentative"},
+                                            sort_keys=True) for x in a.get("addr_info", []))
              for a in ip_json(host, "addr")}
     return {"links": names, "addresses": addrs, "sysctls": sysctls(host, keys)}
 
