@@ -86,7 +86,7 @@ class Pace:
 
 def pace_for(where: str, quick: bool) -> Pace:
     if where == "vm":
-        return Pace("vm", interval=0.1, timeout=2.0, silence=1.0, scene=3.0 if quick else 8.0,
+        return Pace("vm", interval=0.1, timeout=3.0, silence=1.0, scene=3.0 if quick else 8.0,
                     start=300.0, change=90.0)
     return Pace("host", interval=0.02, timeout=1.0, silence=0.25, scene=1.5 if quick else 4.0,
                 start=60.0, change=30.0)
@@ -543,10 +543,13 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
     client.tally()                     # the requests while it came back
     scene(client, pace)
     lost = client.failed(restarted, client.counted_until)
+    note(f"the client: {plural(len(lost), 'request')} failed ({describe(lost)})" if lost
+         else f"the client: no request failed, and {FAILING} answers its share again")
     figures["rs_up"] = {
         "added_after": in_after,
         "pools": {d.name: sorted(d.pool()) for d in directors.values()},
         "failed": len(lost),
+        "failed_how": how(lost),
         "after_return": client.outcomes(returned, client.counted_until),
     }
     results.steps.append("rs_up")
