@@ -543,14 +543,16 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
     client.tally()                     # the requests while it came back
     scene(client, pace)
     lost = client.failed(restarted, client.counted_until)
+    after_return = client.outcomes(returned, client.counted_until)
     note(f"the client: {plural(len(lost), 'request')} failed ({describe(lost)})" if lost
-         else f"the client: no request failed, and {FAILING} answers its share again")
+         else "the client: no request failed")
+    note(f"since {FAILING} is back: {spread(Counter(after_return))}")
     figures["rs_up"] = {
         "added_after": in_after,
         "pools": {d.name: sorted(d.pool()) for d in directors.values()},
         "failed": len(lost),
         "failed_how": how(lost),
-        "after_return": client.outcomes(returned, client.counted_until),
+        "after_return": after_return,
     }
     results.steps.append("rs_up")
 
