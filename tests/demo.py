@@ -518,6 +518,9 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
         "last_failed_after": None if last_lost is None else round(last_lost - stopped, 2),
         "after_removal": client.outcomes(gone, client.counted_until),
     }
+    note(f"since {FAILING} is out of both tables: "
+         f"{spread(Counter(figures['rs_down']['after_removal']))}, "
+         f"{plural(len(client.failed(gone, client.counted_until)), 'request')} failed")
     if last_lost is not None:
         lag = last_lost - removed["node-a"]
         note(f"the client: {plural(len(lost), 'request')} failed ({describe(lost)}), the last "
