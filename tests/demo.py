@@ -86,7 +86,7 @@ class Pace:
 
 def pace_for(where: str, quick: bool) -> Pace:
     if where == "vm":
-        return Pace("vm", interval=0.1, timeout=3.0, silence=1.0, scene=3.0 if quick else 8.0,
+        return Pace("vm", interval=0.1, timeout=3.0, silence=1.0, scene=3.0 if quick else 6.0,
                     start=300.0, change=90.0)
     return Pace("host", interval=0.02, timeout=1.0, silence=0.25, scene=1.5 if quick else 4.0,
                 start=60.0, change=30.0)
@@ -601,11 +601,17 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
     # -- the old master comes back ----------------------------------------------------------
     heading("node-a comes back (cable in, keepalived-py started): its checker finds the "
             "table still in its kernel, VRRP preempts (priority 150 beats 100)")
+    stale = a.vip()
+    if stale:
+        note(f"{a.holds()} still: its killed agent could not remove it")
     back = time.monotonic()
     lab.cable("node-a", up=True)
     a.start()
     say(clock(back), "demo", "node-a's cable plugged back, keepalived-py started")
-    preempted = a.wait_log("Entering MASTER STATE", back, pace.start)
+    a.wait_log("Entering BACKUP STATE", back, pace.start)
+    as_backup = a.vip()
+    say(clock(time.monotonic()), "demo", f"node-a's VRRP is up, a backup: {a.holds()}")
+    preempted = a.wait_log("Entering MASTER STATE", back, pace.change)
     released = b.wait_log("Entering BACKUP STATE", back, pace.change)
     time.sleep(pace.timeout + 0.5)
     gap, _, _ = client.silence(back, time.monotonic())
@@ -632,6 +638,8 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
         "longest_gap": round(gap, 2),
         "failed": len(lost),
         "adopted": adopted.text if adopted else None,
+        "stale_vip": stale,
+        "vip_as_backup": as_backup,
     }
     scene(client, pace, 0.5)
     results.steps.append("handback")
