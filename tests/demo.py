@@ -307,6 +307,7 @@ class Client:
     host: Host
     pace: Pace
     requests: list[Request] = field(default_factory=list)
+    pending: set[str] = field(default_factory=set)       # sent, no outcome yet (t_sent)
     counted_until: float = 0.0
     proc: subprocess.Popen[str] | None = None
     _last_answer: float = 0.0
@@ -331,11 +332,16 @@ class Client:
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
+            words = line.split()
+            if words[1:] == ["sent"]:
+                self.pending.add(words[0])
+                continue
             try:
-                sent, done, outcome = line.split()
+                sent, done, outcome = words
                 request = Request(float(sent), float(done), outcome)
             except ValueError:
                 continue                # not a request's line: nothing to count
+            self.pending.discard(sent)
             self.requests.append(request)
             if not request.ok:
                 # one line for the first failure after a quiet second, not one a request
@@ -380,10 +386,17 @@ class Client:
         wait_until("an answer at the client", answered, timeout)
         return found[0]
 
+    def settle(self, end: float) -> None:
+        """Wait until every request sent before ``end`` has its outcome (each has at most
+        ``timeout``; a line still in the pipe is a moment more)."""
+        wait_until("the client's requests to end",
+                   lambda: all(float(sent) >= end for sent in list(self.pending)),
+                   self.pace.timeout + 5, every=0.05)
+
     def tally(self) -> Counter[str]:
-        """Print and return the outcomes of the requests sent since the last tally, up to
-        the latest one whose outcome is surely in (sent more than ``timeout`` ago)."""
-        end = time.monotonic() - self.pace.timeout - 0.2
+        """Print and return the outcomes of the requests sent since the last tally."""
+        end = time.monotonic()
+        self.settle(end)
         window = self.between(self.counted_until, end)
         counts = Counter(r.outcome for r in window)
         answered = sum(n for outcome, n in counts.items() if not outcome.startswith("!"))
@@ -574,15 +587,16 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
     master = b.wait_log("Entering MASTER STATE", killed, pace.change)
     at_takeover = sorted(b.pool())
     client.wait_answer(master.at, pace.change)
-    time.sleep(pace.timeout + 0.5)      # the requests sent meanwhile have their outcome
+    now = time.monotonic()
+    client.settle(now)                  # the requests sent meanwhile have their outcome
     down = DOWN_ADVERTS * ADVERT_INT + (256 - PRIORITY["node-b"]) * ADVERT_INT / 256
     heading(f"node-b took over: {b.holds()}, and its IPVS table already held "
             f"{' '.join(at_takeover)} when it did")
     note(f"node-b master {seconds(master.at - killed)} after the kill (its master-down timer "
          f"runs {down:.2f} s from node-a's last advert, so {down - ADVERT_INT:.2f}-{down:.2f} s "
          "after a kill)")
-    outage, since, until = client.silence(killed, time.monotonic())
-    lost = client.failed(killed - pace.timeout, time.monotonic() - pace.timeout)
+    outage, since, until = client.silence(killed, now)
+    lost = client.failed(killed - pace.timeout, now)
     note(f"the client: no answer for {outage:.2f} s ({clock(since)} to {clock(until)}), "
          f"{plural(len(lost), 'request')} failed ({describe(lost)}); node-b's gratuitous ARPs "
          "brought it to node-b")
@@ -613,9 +627,11 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
     say(clock(time.monotonic()), "demo", f"node-a's VRRP is up, a backup: {a.holds()}")
     preempted = a.wait_log("Entering MASTER STATE", back, pace.change)
     released = b.wait_log("Entering BACKUP STATE", back, pace.change)
-    time.sleep(pace.timeout + 0.5)
-    gap, _, _ = client.silence(back, time.monotonic())
-    lost = client.failed(back, time.monotonic() - pace.timeout)
+    time.sleep(1.0)                     # the client, a moment after the hand-over
+    now = time.monotonic()
+    client.settle(now)
+    gap, _, _ = client.silence(back, now)
+    lost = client.failed(back, now)
     adopted = a.logged("IPVS: adopting", back)
     vrrp_up = a.logged("Entering BACKUP STATE", back)
     heading(f"node-a is master again: {a.holds()}, {b.holds()}")

@@ -5,12 +5,14 @@
 Every INTERVAL seconds it opens a new TCP connection to ADDRESS:PORT, sends
 ``GET / HTTP/1.0`` and reads the reply to its end, without waiting for the
 requests still under way (a silent server delays no later request).  Each
-request gives one line when it ends::
+request gives a line when it is sent and one when it ends::
 
+    <t_sent> sent
     <t_sent> <t_done> <outcome>
 
-on the monotonic clock (the same for every process of the machine), where
-``outcome`` is the first word of the reply's body (the demo's real servers answer
+on the monotonic clock (the same for every process of the machine), so that a
+reader knows which requests are still under way; ``outcome`` is
+the first word of the reply's body (the demo's real servers answer
 with their name) or ``!`` and why it failed: ``!refused``, ``!reset``,
 ``!timeout`` (no complete reply within TIMEOUT seconds), ``!status-503``,
 ``!unreachable``, ``!error``.  It runs until stdin closes.
@@ -69,6 +71,7 @@ async def watch(address: str, port: int, interval: float, timeout: float) -> Non
 
     async def one() -> None:
         sent = time.monotonic()
+        print(f"{sent:.6f} sent", flush=True)
         outcome = await fetch(address, port, timeout)
         print(f"{sent:.6f} {time.monotonic():.6f} {outcome}", flush=True)
 
