@@ -321,12 +321,16 @@ class Client:
         threading.Thread(target=self._read, daemon=True).start()
 
     def stop(self) -> None:
+        """Close its stdin: it sends no more, lets the requests under way end, exits."""
         if self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
             try:
                 self.proc.wait(self.pace.timeout + 10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        time.sleep(0.2)                 # its last lines, through the reader thread
+        self.pending.clear()            # what never ended has no outcome to wait for
         self.proc = None
 
     def _read(self) -> None:
@@ -578,12 +582,14 @@ def story(lab: Lab, rundir: Path, pace: Pace, results: Results) -> None:
     note("(a killed keepalived alone leaves the VIP and the IPVS table in its kernel, which "
          "go on forwarding; a dead machine forwards nothing, hence the cable)")
     note(f"{b.holds()}; its IPVS table: {' '.join(sorted(b.pool()))}")
-    # the cable first: node-a's kernel forwards until then, and its VRRP adverts stop
-    # then; the time is taken when the cable is surely out
-    lab.cable("node-a", up=False)
+    # the kill first, so that the agent never sees its cable go (it would go to FAULT
+    # and give its VIP up, which a dead machine does not); its adverts stop at the
+    # kill, its kernel forwards until the cable is out, a moment later
     killed = time.monotonic()
     a.crash()
-    say(clock(killed), "demo", "node-a's cable pulled, its keepalived-py killed (kill -9)")
+    lab.cable("node-a", up=False)
+    say(clock(killed), "demo", "node-a's keepalived-py killed (kill -9), then its cable "
+                               f"pulled ({time.monotonic() - killed:.2f} s later)")
     master = b.wait_log("Entering MASTER STATE", killed, pace.change)
     at_takeover = sorted(b.pool())
     client.wait_answer(master.at, pace.change)

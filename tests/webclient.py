@@ -15,7 +15,8 @@ reader knows which requests are still under way; ``outcome`` is
 the first word of the reply's body (the demo's real servers answer
 with their name) or ``!`` and why it failed: ``!refused``, ``!reset``,
 ``!timeout`` (no complete reply within TIMEOUT seconds), ``!status-503``,
-``!unreachable``, ``!error``.  It runs until stdin closes.
+``!unreachable``, ``!error``.  It runs until stdin closes, then lets the requests
+under way end (each has at most TIMEOUT) and says how they did.
 
 One connection per request, as a browser without keep-alive: every request is
 scheduled afresh by the director.  Run it inside a network namespace
@@ -88,8 +89,9 @@ async def watch(address: str, port: int, interval: float, timeout: float) -> Non
         if delay < -1.0:
             next_send = time.monotonic()     # too far behind: start afresh
         await asyncio.wait([stdin_closed], timeout=max(0.0, delay))
-    for task in tasks:
-        task.cancel()
+    # every request sent gets its line: a reader may be waiting for it
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 def main(argv: list[str]) -> int:
