@@ -65,7 +65,7 @@ ADVERT_INT, DOWN_ADVERTS = 1.0, 3             # the example's advert_int, VRRPv3
 AGENT_LINE = re.compile(r"(\w{3} \w{3} +\d+ (\d\d:\d\d:\d\d)\.(\d{3}) (\d{4})): (.*)")
 # ipvsadm -Ln: "  -> 198.18.0.13:80               Route   1      0          0"
 IPVSADM_DEST = re.compile(r"\s*->\s+(\S+):(\d+)\s+(\w+)\s+(\d+)\s+(\d+)\s+(\d+)")
-# the VM's whole run; the demo inside takes about five minutes
+# the VM's whole run: the demo inside takes four to six minutes, longer on a loaded machine
 VM_TIMEOUT = 1200.0
 _print_lock = threading.Lock()
 
@@ -814,7 +814,7 @@ def run_in_vm(args: argparse.Namespace, why: str) -> int:
           f"qemu (software emulation) booting Debian's kernel {kernel.version} over this "
           "machine's root, read-only.\n"
           "Python runs 10-40x slower in there: the agents take a minute or so to start, the "
-          f"whole demo {'four' if args.quick else 'five or six'} minutes.\n"
+          f"whole demo {'two to four' if args.quick else 'four to six'} minutes.\n"
           "The VM's output follows as it comes (its clock is set from this machine's).",
           flush=True)
     # compiled here, once: the guest would compile every module it imports, slowly, into
