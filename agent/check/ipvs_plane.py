@@ -195,7 +195,7 @@ class IpvsDataPlane:
             if flush == "full":
                 await asyncio.to_thread(self.table.flush)
             else:
-                for key in sorted(self.owned):
+                for key in sorted(self.owned, key=ServiceKey.sort_key):
                     try:
                         await asyncio.to_thread(self.table.del_service, key)
                     except IpvsError as err:
