@@ -58,12 +58,15 @@ class RunProbe:
 
 @dataclass(frozen=True)
 class RsNotify:
-    """notify_up / notify_down of a real server, and its ``RS ...`` FIFO line."""
+    """notify_up / notify_down of a real server, and its ``RS ...`` FIFO line.
+    ``removed``: the server is gone from the configuration a reload brought, so its
+    script is the one the previous configuration gave it (as keepalived runs it)."""
 
     vs: VirtualServerSpec
     rs: RealServerSpec
     up: bool
     stopping: bool = False
+    removed: bool = False
 
     @property
     def fifo_line(self) -> str:
@@ -74,7 +77,8 @@ class RsNotify:
 
 @dataclass(frozen=True)
 class VsNotify:
-    """quorum_up / quorum_down, the ``VS ...`` FIFO line and the VS mail."""
+    """quorum_up / quorum_down, the ``VS ...`` FIFO line and the VS mail.
+    ``removed``: as for RsNotify, a virtual server a reload removed."""
 
     vs: VirtualServerSpec
     up: bool
@@ -82,6 +86,7 @@ class VsNotify:
     threshold: int = 0
     weight_sum: int = 0
     stopping: bool = False
+    removed: bool = False
 
     @property
     def fifo_line(self) -> str:
@@ -683,8 +688,11 @@ class Pool:
         for prev in old.values():
             out.append(Log(f"Removing Virtual Server {prev.spec.name}"))
             for rs in prev.reals.values():
-                self._clear_rs(prev, rs, out, stopping=False)
-            self._vs_down(prev, out, stopping=False)
+                self._clear_rs(prev, rs, out, stopping=False, removed=True)
+            # keepalived 2.2.7 says nothing of the virtual server itself here (its
+            # clear_service_vs notifies the quorum only when flushing on stop): we
+            # say it is down, as its real servers are
+            self._vs_down(prev, out, stopping=False, removed=True)
             out.append(TableChanged(prev.key))
             report.removed.append(prev.spec.name)
         for vs in self.servers.values():
@@ -747,8 +755,8 @@ class Pool:
                         c.up = False
                         rs.failed += 1
                     c.retry_it = c.spec.retry
-        # the configured weight as now written, plus what kept checkers add (2.2.7
-        # keeps the old effective weight and so ignores a changed ``weight``)
+        # the configured weight as now written, plus what kept checkers add (as
+        # 2.2.7's set_effective_weights; init_service_rs then edits the kernel)
         rs.effective_weight = spec.weight + sum(c.cur_weight for c in rs.checkers)
         if not rs.failed and not rs.alive:
             self._server_state(vs, rs, True, out)
@@ -775,7 +783,7 @@ class Pool:
             vs.draining[rs.spec.key] = Draining(rs.spec, now, now + self.drain_time)
             rs.set = False
         if was_alive:
-            out.append(RsNotify(vs.spec, rs.spec, False))
+            out.append(RsNotify(vs.spec, rs.spec, False, removed=True))
             if rs.spec.smtp_alert:
                 out.append(RsMail(vs.spec, rs.spec, False))
 
@@ -825,7 +833,7 @@ class Pool:
         return out
 
     def _clear_rs(self, vs: VirtualServer, rs: RealServer, out: list[Action], *,
-                  stopping: bool) -> None:
+                  stopping: bool, removed: bool = False) -> None:
         if rs.set or stopping:
             out.append(Log(f"{'Shutting down' if stopping else 'Removing'} "
                            f"{'(inhibited) ' if rs.inhibit and not rs.alive else ''}service "
@@ -838,18 +846,20 @@ class Pool:
         rs.alive = False
         if stopping and not vs.spec.omega:
             return
-        out.append(RsNotify(vs.spec, rs.spec, False, stopping))
+        out.append(RsNotify(vs.spec, rs.spec, False, stopping, removed))
         if rs.spec.smtp_alert:
             out.append(RsMail(vs.spec, rs.spec, False, stopping=stopping))
 
-    def _vs_down(self, vs: VirtualServer, out: list[Action], *, stopping: bool) -> None:
+    def _vs_down(self, vs: VirtualServer, out: list[Action], *, stopping: bool,
+                 removed: bool = False) -> None:
         """update_vs_notifies: the quorum goes with the server's last real servers."""
         threshold = vs.spec.quorum - vs.spec.hysteresis
         weight_sum = vs.live_weight()
         if stopping or (vs.quorum_up and (not weight_sum or weight_sum < threshold)):
             vs.quorum_up = False
             if not stopping or vs.spec.omega:
-                out.append(VsNotify(vs.spec, False, False, threshold, weight_sum, stopping))
+                out.append(VsNotify(vs.spec, False, False, threshold, weight_sum, stopping,
+                                    removed))
 
     # -- what is wanted of the kernel --------------------------------------------------
     def wanted(self) -> Wanted:

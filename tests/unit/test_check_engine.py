@@ -477,6 +477,29 @@ def test_reload_applies_a_changed_weight_and_adds_a_new_server() -> None:
     assert sim.table() == {"198.18.2.11": 4, "198.18.2.12": 1}
 
 
+def test_reload_says_which_notifications_are_for_what_it_removed() -> None:
+    # keepalived runs the notify_down of a removed server as the previous configuration
+    # gave it (the new one has none for it): the runtime needs to know which those are
+    sim = Sim(conf(tcp_rs("198.18.2.11") + tcp_rs("198.18.2.12")))
+    sim.health["198.18.2.11"] = False
+    sim.run_until(1.0)
+    sim.health["198.18.2.11"] = True
+    other = conf(tcp_rs("198.18.2.13")).replace(" 80 {", " 81 {")
+    report = reload(sim, conf(tcp_rs("198.18.2.11")) + other)
+    notes = [(type(a).__name__, a.fifo_line, a.removed) for a in report.actions
+             if isinstance(a, E.RsNotify | E.VsNotify)]
+    assert ("RsNotify", f"RS [198.18.2.12]:tcp:8080 [{VIP}]:tcp:80 DOWN", True) in notes
+    assert all(not removed for _, line, removed in notes if "198.18.2.12" not in line)
+    # a virtual server removed: its real servers and itself (2.2.7: the servers only)
+    sim.run_until(12.0)                 # .11 passes its next check: :80 is up again
+    assert sim.table() == {"198.18.2.11": 1, "198.18.2.12": 0}     # .12 drains
+    report = reload(sim, other)
+    notes = [(a.fifo_line, a.removed) for a in report.actions
+             if isinstance(a, E.RsNotify | E.VsNotify)]
+    assert notes == [(f"RS [198.18.2.11]:tcp:8080 [{VIP}]:tcp:80 DOWN", True),
+                     (f"VS [{VIP}]:tcp:80 DOWN", True)]
+
+
 def test_reload_removes_a_virtual_server() -> None:
     sim = Sim(conf(tcp_rs("198.18.2.11")))
     report = reload(sim, conf(tcp_rs("198.18.2.11")).replace(" 80 {", " 81 {"))
