@@ -421,7 +421,7 @@ class Pool:
         if kind in ("HTTP_GET", "SSL_GET"):
             delay = self._http_epilog(vs, rs, c, ok, out)
         elif kind == "MISC_CHECK":
-            delay = self._misc_epilog(vs, rs, c, ok, weight, out)
+            delay = self._misc_epilog(vs, rs, c, ok, weight, out, error)
             # start to start: the next run counts from when this one began
             self._schedule(ref, c, max(now, c.last_ran + delay))
             return out
@@ -495,9 +495,11 @@ class Pool:
         return delay
 
     def _misc_epilog(self, vs: VirtualServer, rs: RealServer, c: Checker, ok: bool,
-                     weight: int | None, out: list[Action]) -> float:
+                     weight: int | None, out: list[Action], error: str = "") -> float:
         spec = c.spec
         status = 0 if weight is None else weight + 2
+        script = str((spec.option("misc_path") or ("",))[0]).split(" ")[0]
+        what = f"Misc check for [{_target(vs, rs, spec)} VS {vs.spec.name}] by [{script}]"
         if ok:
             if status != c.last_exit:
                 new = (weight - rs.spec.weight) if weight is not None else 0
@@ -505,12 +507,15 @@ class Pool:
                 c.cur_weight = new
                 c.last_exit = status
             if not c.up or not c.has_run:
+                out.append(Log(f"{what} succeeded."))
                 self._checker_state(vs, rs, c, True, out)
             c.retry_it = 0
         elif c.up or not c.has_run:
             if c.retry_it < spec.retry:
                 c.retry_it += 1
             else:
+                retries = f"after {spec.retry} retries" if spec.retry else "with retry disabled"
+                out.append(Log(f"{what} failed {retries} ({error or 'no reason given'})."))
                 c.retry_it = 0
                 # the dynamic weight goes with the failure, whatever failed (#2720)
                 rs.effective_weight -= c.cur_weight

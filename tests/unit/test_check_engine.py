@@ -320,6 +320,24 @@ def test_misc_dynamic_weight_replaces_the_configured_weight_and_failure_takes_it
     assert sim.table()["198.18.2.11"] == 5
 
 
+def test_misc_results_are_logged_as_keepalived_logs_them() -> None:
+    # the VM showed keepalived's MISC timeouts in its log and ours in nothing
+    pool = E.Pool(specs(conf(MISC)), rng=random.Random(1))
+    pool.start(0.0)
+
+    def run(now: float, ok: bool, error: str = "") -> list[str]:
+        [probe] = pool.due(now)
+        return [a.text for a in pool.result(probe.ref, ok, now, error=error)
+                if isinstance(a, E.Log) and a.text.startswith("Misc")]
+    what = f"Misc check for [[198.18.2.11]:tcp:8080 VS [{VIP}]:tcp:80] by [/bin/true]"
+    assert run(1.0, True) == [f"{what} succeeded."]
+    assert run(11.0, False, "timeout after 2 s") == []        # retry 1: one more try
+    assert run(13.0, False, "timeout after 2 s") == \
+        [f"{what} failed after 1 retries (timeout after 2 s)."]
+    assert run(23.0, False, "exited with status 1") == []     # already down: quiet
+    assert run(33.0, True) == [f"{what} succeeded."]
+
+
 def test_misc_schedule_is_start_to_start() -> None:
     sim = Sim(conf(MISC), latency=3.0)
     sim.run_until(30.0)
