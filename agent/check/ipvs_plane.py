@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from ..ipvs.model import (
     AF_INET6,
@@ -38,6 +40,7 @@ from .spec import RealServerSpec, VirtualServerSpec
 log = logging.getLogger("keepalived_py.check")
 
 RECONCILE_EVERY = 10.0
+T = TypeVar("T")
 FLAGS = {"ops": ServiceFlag.ONEPACKET, "flag-1": ServiceFlag.SCHED1,
          "flag-2": ServiceFlag.SCHED2, "flag-3": ServiceFlag.SCHED3,
          "sh-fallback": ServiceFlag.SH_FALLBACK, "sh-port": ServiceFlag.SH_PORT,
@@ -114,13 +117,20 @@ class IpvsDataPlane:
         self._task: asyncio.Task[None] | None = None
         # the kernel's table as last read and changed by us; None: read it first
         self._known: dict[ServiceKey, KernelService] | None = None
+        # every call to the kernel on one thread of its own: pyroute2 sets its socket
+        # up again for each new thread (0.2 s and more in the test VM), and the loop's
+        # default executor hands work to whichever thread is free
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs")
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:  # noqa: ANN401
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     async def read(self, servers: list[VirtualServerSpec]) -> set[tuple[E.VsKey, E.RsKey]]:
         async with self._lock:
             if self.flush_at_start:
                 log.info("lvs_flush: flushing the IPVS table")
-                await asyncio.to_thread(self.table.flush)
-            actual = await asyncio.to_thread(self.table.dump)
+                await self._call(self.table.flush)
+            actual = await self._call(self.table.dump)
         adopt = set()
         for vs in servers:
             kernel = actual.get(service_key(vs))
@@ -160,7 +170,7 @@ class IpvsDataPlane:
                 dest_spec(spec.key, rs, weight) for rs, weight in dests.values())})
         async with self._lock:
             if fresh or self._known is None:
-                actual = await asyncio.to_thread(self.table.dump)
+                actual = await self._call(self.table.dump)
             else:
                 actual = self._known
             owned = self.owned | set(desired)
@@ -170,7 +180,7 @@ class IpvsDataPlane:
                 self.repairs += len(ops)
                 for op in ops:
                     log.warning("IPVS: the kernel differed from what we program - %s", op)
-            errors = await asyncio.to_thread(apply_ops, self.table, ops) if ops else []
+            errors = await self._call(apply_ops, self.table, ops) if ops else []
             # after a refusal, what the kernel holds is not known: read it next time
             self._known = None if errors else held_after(desired, actual, owned)
         for error in errors:
@@ -186,7 +196,7 @@ class IpvsDataPlane:
 
     async def _dump(self) -> dict[ServiceKey, KernelService]:
         async with self._lock:
-            return await asyncio.to_thread(self.table.dump)
+            return await self._call(self.table.dump)
 
     async def connections(self) -> dict[tuple[E.VsKey, E.RsKey], int]:
         out = {}
@@ -219,14 +229,15 @@ class IpvsDataPlane:
             self._task.cancel()
         async with self._lock:
             if flush == "full":
-                await asyncio.to_thread(self.table.flush)
+                await self._call(self.table.flush)
             else:
                 for key in sorted(self.owned, key=ServiceKey.sort_key):
                     try:
-                        await asyncio.to_thread(self.table.del_service, key)
+                        await self._call(self.table.del_service, key)
                     except IpvsError as err:
                         log.error("IPVS: %s", err)
-            self.table.close()
+            await self._call(self.table.close)
+        self._thread.shutdown(wait=False)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "available": True, "foreign": self.foreign,
