@@ -694,9 +694,8 @@ class Pool:
             out.append(Log(f"Removing Virtual Server {prev.spec.name}"))
             for rs in prev.reals.values():
                 self._clear_rs(prev, rs, out, stopping=False, removed=True)
-            # keepalived 2.2.7 says nothing of the virtual server itself here (its
-            # clear_service_vs notifies the quorum only when flushing on stop): we
-            # say it is down, as its real servers are
+            # its quorum goes with its last real server: VS ... DOWN, as keepalived
+            # 2.2.7 writes it (seen in the VM tier)
             self._vs_down(prev, out, stopping=False, removed=True)
             out.append(TableChanged(prev.key))
             report.removed.append(prev.spec.name)

@@ -508,7 +508,7 @@ def test_reload_says_which_notifications_are_for_what_it_removed() -> None:
              if isinstance(a, E.RsNotify | E.VsNotify)]
     assert ("RsNotify", f"RS [198.18.2.12]:tcp:8080 [{VIP}]:tcp:80 DOWN", True) in notes
     assert all(not removed for _, line, removed in notes if "198.18.2.12" not in line)
-    # a virtual server removed: its real servers and itself (2.2.7: the servers only)
+    # a virtual server removed: its real servers, then itself
     sim.run_until(12.0)                 # .11 passes its next check: :80 is up again
     assert sim.table() == {"198.18.2.11": 1, "198.18.2.12": 0}     # .12 drains
     report = reload(sim, other)
