@@ -433,10 +433,13 @@ class Pool:
     def _tcp_epilog(self, vs: VirtualServer, rs: RealServer, c: Checker, ok: bool,
                     out: list[Action]) -> float:
         """TCP_CHECK (and the connect-style checkers): down after retry+1 failures in a
-        row; the first failure ever downs it at once (retry_it starts at retry)."""
+        row; the first failure ever downs it at once (retry_it starts at retry).  A
+        checker that is down is tried every delay_loop: 2.2.7 counted its retries
+        again and so alternated delay_before_retry and delay_loop (fixed later in
+        keepalived, commit 77dad708)."""
         spec = c.spec
-        if ok or c.retry_it >= spec.retry:
-            delay = spec.delay_loop
+        delay = spec.delay_loop
+        if ok or ((c.up or not c.has_run) and c.retry_it >= spec.retry):
             c.retry_it = 0
             name = _check_name(spec)
             if ok and (not c.up or not c.has_run):
@@ -447,7 +450,7 @@ class Pool:
                 out.append(Log(f"{spec.kind} on service {_target(vs, rs, spec)} "
                                f"failed{retries}."))
                 self._checker_state(vs, rs, c, False, out)
-        else:
+        elif c.up:
             delay = spec.delay_before_retry
             c.retry_it += 1
         c.has_run = True

@@ -290,6 +290,21 @@ def test_starting_below_quorum_puts_the_sorry_server_in() -> None:
     assert sim.table() == {"198.18.2.11": 1}
 
 
+def test_a_down_tcp_check_is_tried_every_delay_loop() -> None:
+    # 2.2.7 counted retries again while down: 10 s, 2 s, 10 s, 2 s ... (keepalived
+    # fixed it in 77dad708); the VM tier sees keepalived 2.2.7 still doing so
+    sim = Sim(conf(tcp_rs("198.18.2.11", check="retry 1\ndelay_before_retry 2")))
+    sim.run_until(1.0)
+    sim.health["198.18.2.11"] = False
+    sim.run_until(60.0)
+    # up: fails at 11, retried at 13 (down); then every delay_loop
+    assert [t for t, _, _ in sim.probes] == [1.0, 11.0, 13.0, 23.0, 33.0, 43.0, 53.0]
+    assert "198.18.2.11" not in sim.table()
+    sim.health["198.18.2.11"] = True    # one success brings it back
+    sim.run_until(63.0)
+    assert sim.table() == {"198.18.2.11": 1}
+
+
 # -- dynamic weights --------------------------------------------------------------------
 
 MISC = """
