@@ -14,6 +14,7 @@ docs/lb-differences.md: a new difference fails the test.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import py_compile
@@ -123,7 +124,8 @@ def lb_run(request: pytest.FixtureRequest, root_only: None,
         tier_missing("vm tier: no .venv/bin/keepalived-py (pip install -e .)")
     if not Path(batch.KEEPALIVED).is_file():
         tier_missing("vm tier: keepalived 2.2.7 is not installed (apt-get install keepalived)")
-    # the guest would compile it on every boot, slowly, into its RAM overlay
+    # the guest would compile them on every start of a daemon, slowly, into its RAM
+    compileall.compile_dir(REPO / "agent", quiet=1)
     py_compile.compile(batch.__file__)
     python = REPO / ".venv" / "bin" / "python"
     share = tmp_path_factory.mktemp("lb-vm")      # kept by pytest: the daemons' logs
@@ -141,7 +143,8 @@ def lb_run(request: pytest.FixtureRequest, root_only: None,
     report(request.config, f"lb: one boot, {len(batch.ALL_EVENTS)} events side by side with "
            f"keepalived 2.2.7 and 3 figures: {result.seconds:.0f} s (host load "
            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; VM load "
-           f"{'/'.join(seen['loadavg_vm'])}; logs in {share})", tier="vm tier")
+           f"{'/'.join(seen['loadavg_vm'])}, longest VM stall {seen['stalls']['worst']:.1f} s;"
+           f" logs in {share})", tier="vm tier")
     for line in figure_lines(seen.get("figures", {})):
         report(request.config, f"lb: {line}", tier="vm tier")
     return seen
@@ -157,7 +160,8 @@ def figure_lines(figures: Seen) -> list[str]:
             if "detection" not in c:
                 return "not measured"
             return (f"{c['detection']:.2f} s after its first failed check "
-                    f"(delay_loop part {c['delay_loop_part']:.2f} s)")
+                    f"(delay_loop part {c['delay_loop_part']:.2f} s, VM stalled "
+                    f"{c['vm_stalled']:.2f} s meanwhile)")
         lines.append(f"a failing server leaves the table (bound {failure['bound']:.1f} s): "
                      f"stopped {case('py_stopped')}, black-holed {case('py_blackholed')}; "
                      f"keepalived 2.2.7: {case('ka_stopped')}, {case('ka_blackholed')}")
