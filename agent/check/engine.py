@@ -58,12 +58,15 @@ class RunProbe:
 
 @dataclass(frozen=True)
 class RsNotify:
-    """notify_up / notify_down of a real server, and its ``RS ...`` FIFO line."""
+    """notify_up / notify_down of a real server, and its ``RS ...`` FIFO line.
+    ``removed``: the server is gone from the configuration a reload brought, so its
+    script is the one the previous configuration gave it (as keepalived runs it)."""
 
     vs: VirtualServerSpec
     rs: RealServerSpec
     up: bool
     stopping: bool = False
+    removed: bool = False
 
     @property
     def fifo_line(self) -> str:
@@ -74,7 +77,8 @@ class RsNotify:
 
 @dataclass(frozen=True)
 class VsNotify:
-    """quorum_up / quorum_down, the ``VS ...`` FIFO line and the VS mail."""
+    """quorum_up / quorum_down, the ``VS ...`` FIFO line and the VS mail.
+    ``removed``: as for RsNotify, a virtual server a reload removed."""
 
     vs: VirtualServerSpec
     up: bool
@@ -82,6 +86,7 @@ class VsNotify:
     threshold: int = 0
     weight_sum: int = 0
     stopping: bool = False
+    removed: bool = False
 
     @property
     def fifo_line(self) -> str:
@@ -416,7 +421,7 @@ class Pool:
         if kind in ("HTTP_GET", "SSL_GET"):
             delay = self._http_epilog(vs, rs, c, ok, out)
         elif kind == "MISC_CHECK":
-            delay = self._misc_epilog(vs, rs, c, ok, weight, out)
+            delay = self._misc_epilog(vs, rs, c, ok, weight, out, error)
             # start to start: the next run counts from when this one began
             self._schedule(ref, c, max(now, c.last_ran + delay))
             return out
@@ -428,10 +433,13 @@ class Pool:
     def _tcp_epilog(self, vs: VirtualServer, rs: RealServer, c: Checker, ok: bool,
                     out: list[Action]) -> float:
         """TCP_CHECK (and the connect-style checkers): down after retry+1 failures in a
-        row; the first failure ever downs it at once (retry_it starts at retry)."""
+        row; the first failure ever downs it at once (retry_it starts at retry).  A
+        checker that is down is tried every delay_loop: 2.2.7 counted its retries
+        again and so alternated delay_before_retry and delay_loop (fixed later in
+        keepalived, commit 77dad708)."""
         spec = c.spec
-        if ok or c.retry_it >= spec.retry:
-            delay = spec.delay_loop
+        delay = spec.delay_loop
+        if ok or ((c.up or not c.has_run) and c.retry_it >= spec.retry):
             c.retry_it = 0
             name = _check_name(spec)
             if ok and (not c.up or not c.has_run):
@@ -442,7 +450,7 @@ class Pool:
                 out.append(Log(f"{spec.kind} on service {_target(vs, rs, spec)} "
                                f"failed{retries}."))
                 self._checker_state(vs, rs, c, False, out)
-        else:
+        elif c.up:
             delay = spec.delay_before_retry
             c.retry_it += 1
         c.has_run = True
@@ -490,9 +498,11 @@ class Pool:
         return delay
 
     def _misc_epilog(self, vs: VirtualServer, rs: RealServer, c: Checker, ok: bool,
-                     weight: int | None, out: list[Action]) -> float:
+                     weight: int | None, out: list[Action], error: str = "") -> float:
         spec = c.spec
         status = 0 if weight is None else weight + 2
+        script = str((spec.option("misc_path") or ("",))[0]).split(" ")[0]
+        what = f"Misc check for [{_target(vs, rs, spec)} VS {vs.spec.name}] by [{script}]"
         if ok:
             if status != c.last_exit:
                 new = (weight - rs.spec.weight) if weight is not None else 0
@@ -500,12 +510,15 @@ class Pool:
                 c.cur_weight = new
                 c.last_exit = status
             if not c.up or not c.has_run:
+                out.append(Log(f"{what} succeeded."))
                 self._checker_state(vs, rs, c, True, out)
             c.retry_it = 0
         elif c.up or not c.has_run:
             if c.retry_it < spec.retry:
                 c.retry_it += 1
             else:
+                retries = f"after {spec.retry} retries" if spec.retry else "with retry disabled"
+                out.append(Log(f"{what} failed {retries} ({error or 'no reason given'})."))
                 c.retry_it = 0
                 # the dynamic weight goes with the failure, whatever failed (#2720)
                 rs.effective_weight -= c.cur_weight
@@ -683,8 +696,10 @@ class Pool:
         for prev in old.values():
             out.append(Log(f"Removing Virtual Server {prev.spec.name}"))
             for rs in prev.reals.values():
-                self._clear_rs(prev, rs, out, stopping=False)
-            self._vs_down(prev, out, stopping=False)
+                self._clear_rs(prev, rs, out, stopping=False, removed=True)
+            # its quorum goes with its last real server: VS ... DOWN, as keepalived
+            # 2.2.7 writes it (seen in the VM tier)
+            self._vs_down(prev, out, stopping=False, removed=True)
             out.append(TableChanged(prev.key))
             report.removed.append(prev.spec.name)
         for vs in self.servers.values():
@@ -747,8 +762,8 @@ class Pool:
                         c.up = False
                         rs.failed += 1
                     c.retry_it = c.spec.retry
-        # the configured weight as now written, plus what kept checkers add (2.2.7
-        # keeps the old effective weight and so ignores a changed ``weight``)
+        # the configured weight as now written, plus what kept checkers add (as
+        # 2.2.7's set_effective_weights; init_service_rs then edits the kernel)
         rs.effective_weight = spec.weight + sum(c.cur_weight for c in rs.checkers)
         if not rs.failed and not rs.alive:
             self._server_state(vs, rs, True, out)
@@ -775,7 +790,7 @@ class Pool:
             vs.draining[rs.spec.key] = Draining(rs.spec, now, now + self.drain_time)
             rs.set = False
         if was_alive:
-            out.append(RsNotify(vs.spec, rs.spec, False))
+            out.append(RsNotify(vs.spec, rs.spec, False, removed=True))
             if rs.spec.smtp_alert:
                 out.append(RsMail(vs.spec, rs.spec, False))
 
@@ -825,7 +840,7 @@ class Pool:
         return out
 
     def _clear_rs(self, vs: VirtualServer, rs: RealServer, out: list[Action], *,
-                  stopping: bool) -> None:
+                  stopping: bool, removed: bool = False) -> None:
         if rs.set or stopping:
             out.append(Log(f"{'Shutting down' if stopping else 'Removing'} "
                            f"{'(inhibited) ' if rs.inhibit and not rs.alive else ''}service "
@@ -838,18 +853,20 @@ class Pool:
         rs.alive = False
         if stopping and not vs.spec.omega:
             return
-        out.append(RsNotify(vs.spec, rs.spec, False, stopping))
+        out.append(RsNotify(vs.spec, rs.spec, False, stopping, removed))
         if rs.spec.smtp_alert:
             out.append(RsMail(vs.spec, rs.spec, False, stopping=stopping))
 
-    def _vs_down(self, vs: VirtualServer, out: list[Action], *, stopping: bool) -> None:
+    def _vs_down(self, vs: VirtualServer, out: list[Action], *, stopping: bool,
+                 removed: bool = False) -> None:
         """update_vs_notifies: the quorum goes with the server's last real servers."""
         threshold = vs.spec.quorum - vs.spec.hysteresis
         weight_sum = vs.live_weight()
         if stopping or (vs.quorum_up and (not weight_sum or weight_sum < threshold)):
             vs.quorum_up = False
             if not stopping or vs.spec.omega:
-                out.append(VsNotify(vs.spec, False, False, threshold, weight_sum, stopping))
+                out.append(VsNotify(vs.spec, False, False, threshold, weight_sum, stopping,
+                                    removed))
 
     # -- what is wanted of the kernel --------------------------------------------------
     def wanted(self) -> Wanted:

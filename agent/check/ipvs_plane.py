@@ -2,23 +2,30 @@
 
 At start the kernel's table is read and what it already serves of ours is
 adopted (a restarted checker process takes no healthy server out).  Each
-change of the tables we want is made true by comparing with a fresh dump of
-the kernel (``ipvs.reconcile.plan``), and so is every ``RECONCILE_EVERY``
-seconds: a destination someone deleted with ipvsadm is put back, a weight
-someone changed is set again.  Services that are not in our configuration are
-never touched; they are reported (``foreign``) in the status.
+change of the tables we want is planned (``ipvs.reconcile.plan``) against the
+kernel's table as it was last read and changed by us, so that a server that
+failed its check leaves the kernel after one request, not after a dump of every
+service first (a dump costs a lot more than the request, and the more so the
+bigger the table).  Every ``RECONCILE_EVERY`` seconds, and after any refusal,
+the plan is made against a fresh dump instead: a destination someone deleted
+with ipvsadm is put back, a weight someone changed is set again.  Services that
+are not in our configuration are never touched; they are reported
+(``foreign``) in the status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from ..ipvs.model import (
     AF_INET6,
     DestKey,
     DestSpec,
+    KernelDest,
     KernelService,
     ServiceFlag,
     ServiceKey,
@@ -33,6 +40,7 @@ from .spec import RealServerSpec, VirtualServerSpec
 log = logging.getLogger("keepalived_py.check")
 
 RECONCILE_EVERY = 10.0
+T = TypeVar("T")
 FLAGS = {"ops": ServiceFlag.ONEPACKET, "flag-1": ServiceFlag.SCHED1,
          "flag-2": ServiceFlag.SCHED2, "flag-3": ServiceFlag.SCHED3,
          "sh-fallback": ServiceFlag.SH_FALLBACK, "sh-port": ServiceFlag.SH_PORT,
@@ -80,6 +88,19 @@ def dest_spec(service: ServiceKey, rs: RealServerSpec, weight: int) -> DestSpec:
     return spec.for_service(service)
 
 
+def held_after(desired: dict[ServiceKey, tuple[ServiceSpec, dict[DestKey, DestSpec]]],
+               actual: dict[ServiceKey, KernelService],
+               owned: set[ServiceKey]) -> dict[ServiceKey, KernelService]:
+    """The kernel's table once a plan from ``actual`` to ``desired`` has run without a
+    refusal: ours as desired (no counters: a plan does not look at them), ours that
+    are no longer desired gone, the foreign ones as they were."""
+    held = {key: service for key, service in actual.items()
+            if key not in owned and key not in desired}
+    for key, (spec, dests) in desired.items():
+        held[key] = KernelService(spec, {d.key: KernelDest(d) for d in dests.values()})
+    return held
+
+
 class IpvsDataPlane:
     name = "ipvs"
 
@@ -94,14 +115,22 @@ class IpvsDataPlane:
         self._lock = asyncio.Lock()
         self._wanted: E.Wanted = {}
         self._task: asyncio.Task[None] | None = None
-        self._last: dict[ServiceKey, KernelService] = {}
+        # the kernel's table as last read and changed by us; None: read it first
+        self._known: dict[ServiceKey, KernelService] | None = None
+        # every call to the kernel on one thread of its own: pyroute2 sets its socket
+        # up again for each new thread (0.2 s and more in the test VM), and the loop's
+        # default executor hands work to whichever thread is free
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvs")
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:  # noqa: ANN401
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     async def read(self, servers: list[VirtualServerSpec]) -> set[tuple[E.VsKey, E.RsKey]]:
         async with self._lock:
             if self.flush_at_start:
                 log.info("lvs_flush: flushing the IPVS table")
-                await asyncio.to_thread(self.table.flush)
-            actual = await asyncio.to_thread(self.table.dump)
+                await self._call(self.table.flush)
+            actual = await self._call(self.table.dump)
         adopt = set()
         for vs in servers:
             kernel = actual.get(service_key(vs))
@@ -119,7 +148,7 @@ class IpvsDataPlane:
 
     async def apply(self, wanted: E.Wanted) -> None:
         self._wanted = wanted
-        await self._reconcile(report=False)
+        await self._reconcile(report=False, fresh=False)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -129,7 +158,9 @@ class IpvsDataPlane:
             except IpvsError as err:
                 log.error("IPVS: %s", err)
 
-    async def _reconcile(self, *, report: bool) -> None:
+    async def _reconcile(self, *, report: bool, fresh: bool = True) -> None:
+        """Make the kernel hold what we want; ``fresh``: plan against a new dump of
+        the kernel rather than the table as we last left it."""
         desired: dict[ServiceKey, tuple[ServiceSpec, dict[DestKey, DestSpec]]] = {}
         keys: dict[ServiceKey, E.VsKey] = {}
         for vs_key, (vs, dests) in self._wanted.items():
@@ -138,15 +169,20 @@ class IpvsDataPlane:
             desired[spec.key] = (spec, {d.key: d for d in (
                 dest_spec(spec.key, rs, weight) for rs, weight in dests.values())})
         async with self._lock:
-            actual = await asyncio.to_thread(self.table.dump)
-            ops = plan(desired, actual, self.owned | set(desired))
+            if fresh or self._known is None:
+                actual = await self._call(self.table.dump)
+            else:
+                actual = self._known
+            owned = self.owned | set(desired)
+            ops = plan(desired, actual, owned)
             foreign = ops.foreign
             if report and ops:
                 self.repairs += len(ops)
                 for op in ops:
                     log.warning("IPVS: the kernel differed from what we program - %s", op)
-            errors = await asyncio.to_thread(apply_ops, self.table, ops)
-            self._last = actual
+            errors = await self._call(apply_ops, self.table, ops) if ops else []
+            # after a refusal, what the kernel holds is not known: read it next time
+            self._known = None if errors else held_after(desired, actual, owned)
         for error in errors:
             log.error("IPVS: %s", error)
         self.errors = [str(e) for e in errors][-20:]
@@ -160,7 +196,7 @@ class IpvsDataPlane:
 
     async def _dump(self) -> dict[ServiceKey, KernelService]:
         async with self._lock:
-            return await asyncio.to_thread(self.table.dump)
+            return await self._call(self.table.dump)
 
     async def connections(self) -> dict[tuple[E.VsKey, E.RsKey], int]:
         out = {}
@@ -193,14 +229,15 @@ class IpvsDataPlane:
             self._task.cancel()
         async with self._lock:
             if flush == "full":
-                await asyncio.to_thread(self.table.flush)
+                await self._call(self.table.flush)
             else:
-                for key in sorted(self.owned):
+                for key in sorted(self.owned, key=ServiceKey.sort_key):
                     try:
-                        await asyncio.to_thread(self.table.del_service, key)
+                        await self._call(self.table.del_service, key)
                     except IpvsError as err:
                         log.error("IPVS: %s", err)
-            self.table.close()
+            await self._call(self.table.close)
+        self._thread.shutdown(wait=False)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "available": True, "foreign": self.foreign,

@@ -93,8 +93,12 @@ class Notifications:
     """RS/VS notifications as keepalived sends them (ipwrapper.c do_rs_notifies,
     do_vs_notifies): the script, the FIFO line, the mail."""
 
-    def __init__(self, root: Node, scripts: ConfigScripts, settings: Settings) -> None:
+    def __init__(self, root: Node, scripts: ConfigScripts, settings: Settings, *,
+                 previous: ConfigScripts | None = None) -> None:
         self.scripts = scripts
+        # while a reload's actions are carried out: the scripts of the configuration it
+        # replaced, for the servers it removed
+        self.previous = previous
         self.settings = settings
         self.fifos: list[NotifyFifo] = lvs_notify_fifos(
             root, scripts, run_global_script=settings.run_global_fifo_script,
@@ -109,11 +113,11 @@ class Notifications:
     def carry_out(self, action: E.Action) -> None:
         if isinstance(action, E.RsNotify):
             keyword = "notify_up" if action.up else "notify_down"
-            self._script("real_server", action.rs.script_name, keyword)
+            self._script("real_server", action.rs.script_name, keyword, action.removed)
             self._line(action.fifo_line)
         elif isinstance(action, E.VsNotify):
             keyword = "quorum_up" if action.up else "quorum_down"
-            self._script("virtual_server", action.vs.script_name, keyword)
+            self._script("virtual_server", action.vs.script_name, keyword, action.removed)
             self._line(action.fifo_line)
             if action.vs.smtp_alert:
                 self._mail(virtual_server_alert(self.mailer.settings.router_id, action.vs.name,
@@ -125,8 +129,9 @@ class Notifications:
                                          action.rs.name(action.vs.protocol), action.vs.name,
                                          action.alive, body))
 
-    def _script(self, kind: str, name: str, keyword: str) -> None:
-        command = self.scripts.get(kind, name, keyword)
+    def _script(self, kind: str, name: str, keyword: str, removed: bool = False) -> None:
+        scripts = self.previous if removed and self.previous is not None else self.scripts
+        command = scripts.get(kind, name, keyword)
         if command is not None:
             spawn_script(command.argv, command.user, umask=self.settings.umask,
                          shell=command.shell)
@@ -209,17 +214,19 @@ class CheckerRuntime:
         await self.notifications.close()
 
     async def reload(self, lvs: LvsConfig, root: Node, scripts: ConfigScripts) -> E.ReloadReport:
+        previous = self.scripts
         self.lvs, self.root, self.scripts = lvs, root, scripts
         self.settings = Settings.from_root(root)
         self.pool.drain_time = self.settings.drain_time
         self.pool.rs_init_notifies = self.settings.rs_init_notifies
         self.pool.no_checker_emails = self.settings.no_checker_emails
         await self.notifications.close(final=False)
-        self.notifications = Notifications(root, scripts, self.settings)
+        self.notifications = Notifications(root, scripts, self.settings, previous=previous)
         self.notifications.start()
         values = self._watch_files()
         report = self.pool.reload(lvs.servers, self.clock(), file_values=values)
         self._carry_out(report.actions)
+        self.notifications.previous = None
         await self._sync_table()
         self._arm()
         return report

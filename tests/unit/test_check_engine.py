@@ -290,6 +290,21 @@ def test_starting_below_quorum_puts_the_sorry_server_in() -> None:
     assert sim.table() == {"198.18.2.11": 1}
 
 
+def test_a_down_tcp_check_is_tried_every_delay_loop() -> None:
+    # 2.2.7 counted retries again while down: 10 s, 2 s, 10 s, 2 s ... (keepalived
+    # fixed it in 77dad708); the VM tier sees keepalived 2.2.7 still doing so
+    sim = Sim(conf(tcp_rs("198.18.2.11", check="retry 1\ndelay_before_retry 2")))
+    sim.run_until(1.0)
+    sim.health["198.18.2.11"] = False
+    sim.run_until(60.0)
+    # up: fails at 11, retried at 13 (down); then every delay_loop
+    assert [t for t, _, _ in sim.probes] == [1.0, 11.0, 13.0, 23.0, 33.0, 43.0, 53.0]
+    assert "198.18.2.11" not in sim.table()
+    sim.health["198.18.2.11"] = True    # one success brings it back
+    sim.run_until(63.0)
+    assert sim.table() == {"198.18.2.11": 1}
+
+
 # -- dynamic weights --------------------------------------------------------------------
 
 MISC = """
@@ -318,6 +333,24 @@ def test_misc_dynamic_weight_replaces_the_configured_weight_and_failure_takes_it
     sim.health["198.18.2.11"] = True    # the same exit status as before the failure
     sim.run_until(23.0)
     assert sim.table()["198.18.2.11"] == 5
+
+
+def test_misc_results_are_logged_as_keepalived_logs_them() -> None:
+    # the VM showed keepalived's MISC timeouts in its log and ours in nothing
+    pool = E.Pool(specs(conf(MISC)), rng=random.Random(1))
+    pool.start(0.0)
+
+    def run(now: float, ok: bool, error: str = "") -> list[str]:
+        [probe] = pool.due(now)
+        return [a.text for a in pool.result(probe.ref, ok, now, error=error)
+                if isinstance(a, E.Log) and a.text.startswith("Misc")]
+    what = f"Misc check for [[198.18.2.11]:tcp:8080 VS [{VIP}]:tcp:80] by [/bin/true]"
+    assert run(1.0, True) == [f"{what} succeeded."]
+    assert run(11.0, False, "timeout after 2 s") == []        # retry 1: one more try
+    assert run(13.0, False, "timeout after 2 s") == \
+        [f"{what} failed after 1 retries (timeout after 2 s)."]
+    assert run(23.0, False, "exited with status 1") == []     # already down: quiet
+    assert run(33.0, True) == [f"{what} succeeded."]
 
 
 def test_misc_schedule_is_start_to_start() -> None:
@@ -475,6 +508,29 @@ def test_reload_applies_a_changed_weight_and_adds_a_new_server() -> None:
     sim = Sim(conf(tcp_rs("198.18.2.11")))
     reload(sim, conf(tcp_rs("198.18.2.11", extra="weight 4") + tcp_rs("198.18.2.12")))
     assert sim.table() == {"198.18.2.11": 4, "198.18.2.12": 1}
+
+
+def test_reload_says_which_notifications_are_for_what_it_removed() -> None:
+    # keepalived runs the notify_down of a removed server as the previous configuration
+    # gave it (the new one has none for it): the runtime needs to know which those are
+    sim = Sim(conf(tcp_rs("198.18.2.11") + tcp_rs("198.18.2.12")))
+    sim.health["198.18.2.11"] = False
+    sim.run_until(1.0)
+    sim.health["198.18.2.11"] = True
+    other = conf(tcp_rs("198.18.2.13")).replace(" 80 {", " 81 {")
+    report = reload(sim, conf(tcp_rs("198.18.2.11")) + other)
+    notes = [(type(a).__name__, a.fifo_line, a.removed) for a in report.actions
+             if isinstance(a, E.RsNotify | E.VsNotify)]
+    assert ("RsNotify", f"RS [198.18.2.12]:tcp:8080 [{VIP}]:tcp:80 DOWN", True) in notes
+    assert all(not removed for _, line, removed in notes if "198.18.2.12" not in line)
+    # a virtual server removed: its real servers, then itself
+    sim.run_until(12.0)                 # .11 passes its next check: :80 is up again
+    assert sim.table() == {"198.18.2.11": 1, "198.18.2.12": 0}     # .12 drains
+    report = reload(sim, other)
+    notes = [(a.fifo_line, a.removed) for a in report.actions
+             if isinstance(a, E.RsNotify | E.VsNotify)]
+    assert notes == [(f"RS [198.18.2.11]:tcp:8080 [{VIP}]:tcp:80 DOWN", True),
+                     (f"VS [{VIP}]:tcp:80 DOWN", True)]
 
 
 def test_reload_removes_a_virtual_server() -> None:
