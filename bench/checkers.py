@@ -56,8 +56,9 @@ prove it.  The shim counts what it faked and logs it at exit.  keepalived then
 (``NoDataPlane``): neither side pays for a kernel IPVS table.  On a kernel with
 IPVS the netlink path would succeed and the shim would never be called.
 
-**What is measured**, once the checks have run for delay_loop + ``--settle``
-seconds after the servers saw the first one, over a ``--window`` of seconds:
+**What is measured**, once the servers have counted a first round of checks (as
+many as there are real servers) and ``--settle`` seconds more, over a
+``--window`` of seconds:
 
 * checks/s: the servers' accepted connections (TCP_CHECK) or answered requests
   (HTTP_GET) in the window, over the window; for ours also ``probes_run`` from
@@ -78,8 +79,9 @@ seconds after the servers saw the first one, over a ``--window`` of seconds:
 Each case runs ``--runs`` times, ours and keepalived alternating, and the
 table gives medians.  ``--profile`` runs our checker process alone (no parent:
 ``keepalived_py.check.main`` as the parent would start it) under cProfile in
-the same lab at the 10,000 rate, enabled for the window only, and prints the
-top functions.
+the same lab at the 10,000 rate, enabled for the window only, timed with the
+process's CPU clock (not wall time, which on a shared machine charges waiting for
+a core to whatever ran then), and prints the top functions.
 
 Everything (namespaces, processes, the build directory) is removed at the end,
 also on failure, Ctrl-C or SIGTERM.
@@ -745,16 +747,23 @@ def measure(kind: str, case: Case, tools: Tools, args: argparse.Namespace,
 
 def _wait_checks(director: Director, servers: Servers, case: Case,
                  args: argparse.Namespace, pid: int | None = None) -> int:
-    """Wait until the servers see checks, then delay_loop + settle; the checker's pid."""
+    """Wait for the first round of checks (the servers have counted as many checks as
+    there are real servers), then ``settle`` seconds; the checker's pid."""
     before = servers.checks(case.check)
+    count = round(case.rate * args.delay_loop)
 
-    def flowing() -> bool:
+    def done(at_least: int) -> bool:
         if not director.alive() and pid is None:
             raise Failed(f"{KINDS[director.kind]} exited: {director.tail(3).strip()}")
-        return servers.checks(case.check) > before
+        return servers.checks(case.check) - before >= at_least
 
-    wait_for("the first checks", flowing, timeout=args.start_timeout, every=0.2)
-    time.sleep(args.delay_loop + args.settle)
+    try:
+        wait_for("the first checks", lambda: done(1), timeout=args.start_timeout, every=0.2)
+        wait_for("a first round of checks", lambda: done(count), timeout=args.start_timeout,
+                 every=0.2)
+    except AssertionError as err:
+        raise Failed(f"{KINDS[director.kind]}: {err}" + director.why()) from None
+    time.sleep(args.settle)
     child = pid or director.child()
     if child is None:
         raise Failed(f"{KINDS[director.kind]}: no checker process after the first checks"
@@ -833,7 +842,9 @@ def profile_child(argv: list[str]) -> int:
     out = argv[0]
     child_argv = argv[argv.index("--") + 1:]
     from keepalived_py.check import main as check_main
-    profiler = cProfile.Profile()
+    # CPU time, not wall time: on a shared machine a wall-clock profile charges the
+    # time this process waits for a core to whatever it was doing then
+    profiler = cProfile.Profile(time.process_time)
     state: list[bool] = []
 
     def on_alarm(_signum: int, _frame: object) -> None:
@@ -991,7 +1002,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per case and kind (3)")
     parser.add_argument("--window", type=float, default=15.0, help="measured seconds (15)")
     parser.add_argument("--settle", type=float, default=5.0,
-                        help="seconds after the first checks + delay_loop, before the window (5)")
+                        help="seconds after a first round of checks, before the window (5)")
     parser.add_argument("--tcp-rates", default="1000,5000,10000,20000",
                         help="TCP_CHECK target rates, checks/s (1000,5000,10000,20000)")
     parser.add_argument("--http-rates", default="1000,5000,10000",
@@ -1000,7 +1011,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="delay_loop; real servers = rate x delay_loop (1)")
     parser.add_argument("--connect-timeout", type=float, default=3.0, help="(3)")
     parser.add_argument("--start-timeout", type=float, default=180.0,
-                        help="seconds allowed from start to the first check (180)")
+                        help="seconds allowed from start to the first check, and again to "
+                        "a first round (180)")
     parser.add_argument("--no-status", action="store_true",
                         help="do not ask ours for its status (probes_run) after each window")
     parser.add_argument("--only", choices=sorted(KINDS), help="measure one implementation")
@@ -1041,7 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_profile(args, tools)
         print(f"\nper case: real servers = rate x delay_loop {args.delay_loop:g} s, {PER_VS} "
               f"per virtual server, connect_timeout {args.connect_timeout:g}, retry 0; window "
-              f"{args.window:g} s after delay_loop + {args.settle:g} s of checks; "
+              f"{args.window:g} s after a first round of checks + {args.settle:g} s; "
               f"{args.runs} runs\n", flush=True)
         results: dict[tuple[Case, str], list[Run]] = {}
         for run in range(1, args.runs + 1):
