@@ -2,7 +2,8 @@
 
     python bench/checkers.py [--runs 3] [--window 15] [--settle 5] [--quick]
                              [--tcp-rates 1000,5000,10000,20000] [--http-rates 1000,5000,10000]
-                             [--only agent|keepalived] [--profile [RATE]]
+                             [--only agent|keepalived] [--no-status] [--logs DIR]
+                             [--profile [RATE]]
 
 Root only.  The project's goal: **10,000 TCP checks per second in under 50 % of
 one core, with no false failure.**
@@ -61,9 +62,12 @@ many as there are real servers) and ``--settle`` seconds more, over a
 ``--window`` of seconds:
 
 * checks/s: the servers' accepted connections (TCP_CHECK) or answered requests
-  (HTTP_GET) in the window, over the window; for ours also ``probes_run`` from
-  ``keepalived-py status --json`` (read just before and just after the window,
-  as the status of 10,000 real servers costs the checker CPU of its own);
+  (HTTP_GET) in the window, over the window; for ours also ``probes_run``, from
+  the status request ``keepalived-py status --json`` makes (sent on the control
+  socket with a 120 s timeout instead of the command's 5 s), asked once AFTER
+  the window, because the status of thousands of real servers stops the checker's
+  loop for seconds: it is compared with the servers' counts just before and just
+  after the request;
 * CPU of the checker child process (its pid from its -c pid file): utime +
   stime from /proc/PID/stat over the window, as % of one core, split user /
   kernel, and per 1,000 checks (the servers' count); the parent's CPU beside it;
