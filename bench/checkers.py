@@ -1102,4 +1102,8 @@ def run_profile(args: argparse.Namespace, tools: Tools) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:           # the lab is gone by now (finally blocks)
+        print("checkers.py: interrupted", file=sys.stderr)
+        sys.exit(130)
