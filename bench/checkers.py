@@ -702,6 +702,7 @@ class Measure:
                 f"{self.rss:.0f} MB; parent {100 * self.parent_cpu.total / self.window:.1f} %; "
                 f"servers {100 * self.server_cpu.total / self.window:.1f} %; DOWN "
                 f"{self.down_window} in window, {self.down_run} in run{alive}{again}; "
+                + (f"server errors {self.server_errors}; " if self.server_errors else "") +
                 f"machine {self.busy:.0f} % busy, load {self.load}")
 
 
