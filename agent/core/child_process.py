@@ -56,6 +56,10 @@ class ChildLoop:
         for sig, kind in DUMP_SIGNALS:
             if kind in dumps:
                 loop.add_signal_handler(sig, lambda kind=kind: self.spawn(on_dump(kind)))
+            else:
+                # a dump this child does not write: its signal must not end it (their
+                # default action), as `pkill -USR2 keepalived-py` reaches every process
+                loop.add_signal_handler(sig, lambda: None)
         if self.ipc_fd is not None:
             self.channel = await Channel.open(socket.socket(fileno=self.ipc_fd))
             self.spawn(self._listen())
