@@ -381,10 +381,12 @@ class Pool:
             return None
         return rs.checkers[ref[2]]
 
-    def due(self, now: float) -> list[RunProbe]:
-        """The probes to start now; a suspended checker only keeps its cadence."""
+    def due(self, now: float, limit: int | None = None) -> list[RunProbe]:
+        """The probes to start now, at most ``limit`` (the rest stay due for the next
+        call); a suspended checker only keeps its cadence."""
         out: list[RunProbe] = []
-        while self._timers and self._timers[0][0] <= now:
+        while self._timers and self._timers[0][0] <= now and \
+                (limit is None or len(out) < limit):
             _, _, ref, generation = heapq.heappop(self._timers)
             c = self._lookup(ref)
             if c is None or c.generation != generation or c.running:

@@ -37,6 +37,7 @@ from .spec import CheckerSpec, LvsConfig, RealServerSpec, VirtualServerSpec
 log = logging.getLogger("keepalived_py.check")
 
 DRAIN_POLL = 2.0            # how often draining servers' connections are looked at
+PROBES_PER_TURN = 200       # probes started in one turn of the event loop at most
 
 
 Probe = Callable[[VirtualServerSpec, RealServerSpec, CheckerSpec, int],
@@ -269,7 +270,10 @@ class CheckerRuntime:
 
     def _fire(self) -> None:
         self._timer = None
-        for run in self.pool.due(self.clock()):
+        # a bounded number per loop turn: the rest start on the next turn, after the
+        # heartbeat and the control requests had theirs (a turn that starts thousands
+        # of probes gets the process killed as hung)
+        for run in self.pool.due(self.clock(), limit=PROBES_PER_TURN):
             self._spawn(self._run(run))
         self._arm()
 

@@ -560,3 +560,15 @@ def test_a_restart_adopts_alpha_servers_the_kernel_has() -> None:
     pool.start(0.0, adopt={(key, ("198.18.2.11", 8080))})
     vs = pool.servers[key]
     assert {k[0]: w for k, w in vs.table.items()} == {"198.18.2.11": 1}
+
+
+def test_due_starts_at_most_limit_probes_and_keeps_the_rest_due() -> None:
+    servers = "".join(tcp_rs(f"198.18.2.{i}") for i in range(11, 16))
+    pool = E.Pool(specs(conf(servers)), rng=random.Random(1))
+    pool.start(0.0)
+    first = pool.due(1.0, limit=2)
+    assert len(first) == 2 and pool.next_deadline() == 1.0
+    rest = pool.due(1.0, limit=10)
+    assert len(rest) == 3
+    assert {p.ref[1] for p in first} | {p.ref[1] for p in rest} == \
+        {(f"198.18.2.{i}", 8080) for i in range(11, 16)}
