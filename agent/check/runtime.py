@@ -278,8 +278,10 @@ class CheckerRuntime:
         self._arm()
 
     async def _run(self, run: E.RunProbe) -> None:
-        vs = self.pool.servers[run.ref[0]]
-        rs = vs.reals[run.ref[1]]
+        vs = self.pool.servers.get(run.ref[0])
+        rs = vs.reals.get(run.ref[1]) if vs is not None else None
+        if vs is None or rs is None:
+            return                      # a reload took it away before the probe began
         self.probes_run += 1
         try:
             outcome = await self.probe(vs.spec, rs.spec, run.spec, run.url)
