@@ -116,7 +116,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from failover import machine  # noqa: E402  (the sibling bench: the machine lines)
 from reload import ConsoleMuted  # noqa: E402  (/dev/null as /dev/console)
 
-from tests.integration.agents import KEEPALIVED, wait_for  # noqa: E402
+from tests.integration.agents import KEEPALIVED, FifoReader, wait_for  # noqa: E402
 from tests.lab import Host, Lab, unwind_on_signals  # noqa: E402
 
 HERE = Path(__file__).resolve()
@@ -503,28 +503,6 @@ class Servers:
         return accepts if check == "tcp" else requests
 
 
-class Fifo:
-    """The lvs_notify_fifo, read without blocking."""
-
-    def __init__(self, path: Path) -> None:
-        os.mkfifo(path)
-        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-        self.buffer = b""
-
-    def lines(self) -> list[str]:
-        try:
-            while chunk := os.read(self.fd, 1 << 16):
-                self.buffer += chunk
-        except BlockingIOError:
-            pass
-        return self.buffer.decode(errors="replace").splitlines()
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 class Director:
     """Our agent or keepalived, checker process only, on the director host."""
 
@@ -535,7 +513,7 @@ class Director:
         self.conf = workdir / "keepalived.conf"
         self.log = workdir / "log"
         self.fifo_path = workdir / "lvs.fifo"
-        self.fifo = Fifo(self.fifo_path)
+        self.fifo = FifoReader(self.fifo_path)
         self.proc: subprocess.Popen[Any] | None = None
         self.child_file = workdir / ("checkers.pid" if kind == "agent" else "chk.pid")
         self.shim_log = workdir / "ipvs_shim.log"

@@ -196,6 +196,29 @@ class Probe:
         return {r[3] for r in self.since(start)}
 
 
+class FifoReader:
+    """A notify FIFO made and read by the test, without blocking (so a writer never
+    waits and no line is lost before the first read)."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self.buffer = b""
+
+    def lines(self) -> list[str]:
+        try:
+            while chunk := os.read(self.fd, 1 << 16):
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        return self.buffer.decode(errors="replace").splitlines()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def holders(routers: Iterable[Router], vip: str) -> list[str]:
     """The names of the running routers whose host holds ``vip``.
 

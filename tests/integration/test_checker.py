@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agents import Router, wait_for
+from tests.integration.agents import FifoReader, Router, wait_for
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.root
@@ -72,24 +72,6 @@ virtual_server {VIP} 80 {{
     }}
 }}
 """
-
-
-class FifoReader:
-    def __init__(self, path: Path) -> None:
-        os.mkfifo(path)
-        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-        self.buffer = b""
-
-    def lines(self) -> list[str]:
-        try:
-            while chunk := os.read(self.fd, 65536):
-                self.buffer += chunk
-        except BlockingIOError:
-            pass
-        return self.buffer.decode().splitlines()
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def status(agent: Router) -> dict:
