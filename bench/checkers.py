@@ -117,13 +117,14 @@ from failover import machine  # noqa: E402  (the sibling bench: the machine line
 from reload import ConsoleMuted  # noqa: E402  (/dev/null as /dev/console)
 
 from tests.integration.agents import KEEPALIVED, FifoReader, wait_for  # noqa: E402
-from tests.lab import Host, Lab, unwind_on_signals  # noqa: E402
+from tests.lab import Host, Lab, ip, unwind_on_signals  # noqa: E402
 
 HERE = Path(__file__).resolve()
 KINDS = {"agent": "ours", "keepalived": "keepalived 2.2.7"}
 PORT_BASE = 20000
 PORTS = 1000                    # listening sockets; real server i: address i // PORTS
 RS_NET = "198.19.0"             # the real servers' addresses: 198.19.0.1 ...
+CABLE_NET = "198.19.255"        # the director-servers cable, a /30
 PER_VS = 50                     # real servers per virtual server
 CHECKS = {"tcp": "TCP_CHECK", "http": "HTTP_GET"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -429,6 +430,9 @@ class Cpu:
     def __sub__(self, other: Cpu) -> Cpu:
         return Cpu(self.user - other.user, self.system - other.system)
 
+    def __add__(self, other: Cpu) -> Cpu:
+        return Cpu(self.user + other.user, self.system + other.system)
+
 
 def proc_cpu(pid: int | None) -> Cpu:
     """utime and stime of one process (all its threads), in seconds; zero if gone."""
@@ -439,6 +443,13 @@ def proc_cpu(pid: int | None) -> Cpu:
     except OSError:
         return Cpu()
     return Cpu(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)
+
+
+def threads_cpu(pids: list[int]) -> Cpu:
+    total = Cpu()
+    for pid in pids:
+        total += proc_cpu(pid)
+    return total
 
 
 def proc_rss(pid: int | None) -> float:
@@ -480,6 +491,7 @@ class Servers:
     """The real servers' process in the rs namespace, and its counters."""
 
     def __init__(self, host: Host, tools: Tools, count: int) -> None:
+        self.rx_threads: list[int] = []     # the director's receive thread(s) on the cable
         addresses = (count + PORTS - 1) // PORTS
         for a in range(1, addresses + 1):
             host.run(["ip", "addr", "add", f"{RS_NET}.{a}/32", "dev", "eth0"])
@@ -625,6 +637,7 @@ class Measure:
     checks: int                     # as the servers counted them
     cpu: Cpu                        # the checker process
     parent_cpu: Cpu
+    rx_cpu: Cpu                     # the director's receive thread (direct cable)
     server_cpu: Cpu
     rss: float
     busy: float                     # the whole machine, % of all its CPUs
@@ -642,12 +655,17 @@ class Measure:
         return self.checks / self.window
 
     @property
+    def director(self) -> float:
+        """CPU seconds of the director's side: the checker process and its receive thread."""
+        return self.cpu.total + self.rx_cpu.total
+
+    @property
     def percent(self) -> float:
-        return 100 * self.cpu.total / self.window
+        return 100 * self.director / self.window
 
     @property
     def ms_per_1k(self) -> float:
-        return 1000 * self.cpu.total / (self.checks / 1000) if self.checks else float("nan")
+        return 1000 * self.director / (self.checks / 1000) if self.checks else float("nan")
 
     @property
     def user_ms_per_1k(self) -> float:
@@ -675,7 +693,8 @@ class Measure:
         alive = "" if self.not_alive is None else f", {self.not_alive} not alive after"
         again = f", CHECKER PROCESS KILLED {self.kills} times" if self.kills else ""
         return (f"{self.rate:,.0f} checks/s{probes}; checker {self.percent:.1f} % of a core "
-                f"(user {self.cpu.user:.2f} s, kernel {self.cpu.system:.2f} s in "
+                f"(user {self.cpu.user:.2f} s, kernel {self.cpu.system:.2f} s, receive "
+                f"thread {self.rx_cpu.total:.2f} s in "
                 f"{self.window:.1f} s), {self.ms_per_1k:.1f} ms/1k checks, RSS "
                 f"{self.rss:.0f} MB; parent {100 * self.parent_cpu.total / self.window:.1f} %; "
                 f"servers {100 * self.server_cpu.total / self.window:.1f} %; DOWN "
@@ -694,13 +713,68 @@ def downs(lines: list[str]) -> int:
     return sum(1 for line in lines if line.startswith("RS ") and line.endswith(" DOWN"))
 
 
+# pyroute2's ethtool (no ethtool command here): GRO on puts a veth end in NAPI mode
+GRO_ON = """import sys
+from pyroute2.ethtool import Ethtool
+with Ethtool() as tool:
+    features = tool.get_features(sys.argv[1])
+    features.features["rx-gro"].enable = True
+    # TCP segments of a TSO sender never take the veth's NAPI path (its
+    # veth_skb_is_eligible_for_gro): they would be received in the sender's context
+    for name, feature in features.features.items():
+        if name.startswith("tx-tcp"):
+            feature.enable = False
+    tool.set_features(sys.argv[1], features)
+"""
+
+
+def direct_cable(lab: Lab, director: Host, servers: Host) -> str:
+    """A veth cable from the director straight to the servers, each end receiving in a
+    NAPI thread of its own, as two machines would: the servers' TCP work then runs in
+    their thread, not in the director's context.  Returns the name prefix of the
+    director end's receive thread."""
+    d_end, s_end = f"kd{lab.tag[:4]}", f"ks{lab.tag[:4]}"
+    ip("-n", director.netns, "link", "add", d_end, "type", "veth",
+       "peer", "name", s_end, "netns", servers.netns)
+    for host, end, address in ((director, d_end, f"{CABLE_NET}.1"),
+                               (servers, s_end, f"{CABLE_NET}.2")):
+        host.run([sys.executable, "-c", GRO_ON, end])
+        ip("-n", host.netns, "link", "set", end, "up")
+        host.run(["sh", "-c", f"echo 1 > /sys/class/net/{end}/threaded"])
+        ip("-n", host.netns, "addr", "add", f"{address}/30", "dev", end)
+    ip("-n", director.netns, "route", "add", f"{RS_NET.rsplit('.', 1)[0]}.0.0/16",
+       "via", f"{CABLE_NET}.2")
+    return f"napi/{d_end}-"
+
+
+def thread_pids(prefix: str) -> list[int]:
+    """The kernel threads whose name starts with ``prefix``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith(prefix):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 def measure(kind: str, case: Case, tools: Tools, args: argparse.Namespace,
             profile_out: Path | None = None) -> Measure:
     count = round(case.rate * args.delay_loop)
     with Lab(["rs", "dir"]) as lab, tempfile.TemporaryDirectory(prefix="kpy-chk-") as tmp:
         rs, host = lab.host("rs"), lab.host("dir")
         servers = Servers(rs, tools, count)
-        host.run(["ip", "route", "add", f"{RS_NET.rsplit('.', 1)[0]}.0.0/16", "via", str(rs.ip4)])
+        if args.shared_path:
+            host.run(["ip", "route", "add", f"{RS_NET.rsplit('.', 1)[0]}.0.0/16",
+                      "via", str(rs.ip4)])
+            servers.rx_threads = []
+        else:
+            prefix = direct_cable(lab, host, rs)
+            servers.rx_threads = thread_pids(prefix)
+            if not servers.rx_threads:
+                raise Failed(f"no receive thread {prefix}* for the director's cable")
         director = Director(host, kind, Path(tmp))
         director.conf.write_text(config(case.check, count, director.fifo_path, args))
         try:
@@ -759,10 +833,11 @@ def _window(director: Director, servers: Servers, case: Case, args: argparse.Nam
     lines0 = len(director.fifo.lines())
     busy0, t0 = machine_ticks(), time.monotonic()
     c0, cpu0, p0 = servers.checks(case.check), proc_cpu(child), proc_cpu(parent)
-    s0 = proc_cpu(servers.proc.pid)
+    s0, rx0 = proc_cpu(servers.proc.pid), threads_cpu(servers.rx_threads)
     time.sleep(args.window)
     c1, cpu1, p1 = servers.checks(case.check), proc_cpu(child), proc_cpu(parent)
-    s1, t1, busy1 = proc_cpu(servers.proc.pid), time.monotonic(), machine_ticks()
+    s1, rx1 = proc_cpu(servers.proc.pid), threads_cpu(servers.rx_threads)
+    t1, busy1 = time.monotonic(), machine_ticks()
     rss = proc_rss(child)
     if not Path(f"/proc/{child}").exists():
         raise Failed(f"the checker process (pid {child}) died during the window"
@@ -770,7 +845,7 @@ def _window(director: Director, servers: Servers, case: Case, args: argparse.Nam
     lines = director.fifo.lines()
     *_, errors = servers.counts()
     return {"window": t1 - t0, "checks": c1 - c0, "cpu": cpu1 - cpu0, "parent_cpu": p1 - p0,
-            "server_cpu": s1 - s0, "rss": rss,
+            "rx_cpu": rx1 - rx0, "server_cpu": s1 - s0, "rss": rss,
             "busy": 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
             "load": loadavg(), "down_window": downs(lines[lines0:]), "down_run": downs(lines),
             "server_errors": errors}
@@ -898,7 +973,8 @@ def cells(runs: list[Run], notes: list[str]) -> list[str]:
         ("agrees" if not any(probes) else f"{max(probes, key=abs):+.2f} %") if probes else "-",
         f"{_median([r.percent for r in ok]):.1f} %",
         f"{_median([100 * r.cpu.user / r.window for r in ok]):.0f} / "
-        f"{_median([100 * r.cpu.system / r.window for r in ok]):.0f}",
+        f"{_median([100 * r.cpu.system / r.window for r in ok]):.0f} / "
+        f"{_median([100 * r.rx_cpu.total / r.window for r in ok]):.0f}",
         f"{_median([r.ms_per_1k for r in ok]):.0f} ({_median([r.user_ms_per_1k for r in ok]):.0f}"
         f" + {_median([r.ms_per_1k - r.user_ms_per_1k for r in ok]):.0f})",
         f"{_median([r.rss for r in ok]):.0f} MB",
@@ -910,7 +986,7 @@ def cells(runs: list[Run], notes: list[str]) -> list[str]:
 
 
 HEAD = ["case", "implementation", "checks/s", "probes_run", "CPU, % of a core",
-        "user / kernel %", "CPU ms / 1k checks", "RSS", "DOWN", "killed", "machine busy",
+        "user / kernel / rx %", "CPU ms / 1k checks", "RSS", "DOWN", "killed", "machine busy",
         "runs ok"]
 
 
@@ -937,9 +1013,11 @@ LEGEND = """\
 checks/s: as the real servers counted them (accepts; answered requests for HTTP_GET),
   median over the runs.  probes_run: ours' own count after the window, against the
   servers' counts just before and after that status request ("agrees": within them).
-CPU: the checker process (utime + stime) over the window; ms / 1k checks: (user + kernel).
-  The kernel part includes delivering the checks' packets to the real servers on the
-  veth (this lab's servers share the machine), alike for both.
+CPU: the director's side over the window: the checker process (utime + stime) and the
+  kernel thread receiving the director's packets (rx: its end of the direct cable, in
+  NAPI thread mode); ms / 1k checks: (user + kernel and rx).  The servers' TCP work runs
+  in their own end's thread and is not counted (with --shared-path it is: one bridge,
+  softirq in the sender's context, no rx column).
 DOWN: real servers taken DOWN (RS ... DOWN on the lvs_notify_fifo, every one a false
   failure) in the windows / since the starts, summed over the runs; ours: / real servers
   not alive in the status after the window (the most in a run).
@@ -996,6 +1074,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=180.0,
                         help="seconds allowed from start to the first check, and again to "
                         "a first round (180)")
+    parser.add_argument("--shared-path", action="store_true",
+                        help="servers reached over the lab's bridge, whose TCP work is then "
+                        "charged to the director (as before the direct cable)")
     parser.add_argument("--no-status", action="store_true",
                         help="do not ask ours for its status (probes_run) after each window")
     parser.add_argument("--only", choices=sorted(KINDS), help="measure one implementation")
