@@ -105,7 +105,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -492,6 +492,7 @@ class Servers:
 
     def __init__(self, host: Host, tools: Tools, count: int) -> None:
         self.rx_threads: list[int] = []     # the director's receive thread(s) on the cable
+        self.drops: Callable[[], int] = lambda: 0
         addresses = (count + PORTS - 1) // PORTS
         for a in range(1, addresses + 1):
             host.run(["ip", "addr", "add", f"{RS_NET}.{a}/32", "dev", "eth0"])
@@ -647,6 +648,7 @@ class Measure:
     down_run: int
     not_alive: int | None           # ours: real servers not alive after the window
     server_errors: int
+    drops: int                              # packets the direct cable dropped, whole run
     status_seconds: float | None = None     # ours: the longest status answer
     kills: int = 0                          # the checker process killed or dead, any time
 
@@ -699,7 +701,8 @@ class Measure:
                 f"{self.rss:.0f} MB; parent {100 * self.parent_cpu.total / self.window:.1f} %; "
                 f"servers {100 * self.server_cpu.total / self.window:.1f} %; DOWN "
                 f"{self.down_window} in window, {self.down_run} in run{alive}{again}; "
-                + (f"server errors {self.server_errors}; " if self.server_errors else "") +
+                + (f"server errors {self.server_errors}; " if self.server_errors else "")
+                + (f"CABLE DROPPED {self.drops} packets; " if self.drops else "") +
                 f"machine {self.busy:.0f} % busy, load {self.load}")
 
 
@@ -728,11 +731,14 @@ with Ethtool() as tool:
 """
 
 
-def direct_cable(lab: Lab, director: Host, servers: Host) -> str:
+def direct_cable(lab: Lab, director: Host, servers: Host) -> tuple[str, str]:
     """A veth cable from the director straight to the servers, each end receiving in a
     NAPI thread of its own, as two machines would: the servers' TCP work then runs in
-    their thread, not in the director's context.  Returns the name prefix of the
-    director end's receive thread."""
+    their thread, not in the director's context.  Returns the director's and the
+    servers' ends.  (On a machine busy with other work a thread may wait long
+    enough for its 256-packet ring to overflow: the drops are counted and shown,
+    as they fail checks of either implementation.  SCHED_FIFO for the threads
+    prevents that but, waking them for every packet, doubles their CPU.)"""
     d_end, s_end = f"kd{lab.tag[:4]}", f"ks{lab.tag[:4]}"
     ip("-n", director.netns, "link", "add", d_end, "type", "veth",
        "peer", "name", s_end, "netns", servers.netns)
@@ -744,7 +750,13 @@ def direct_cable(lab: Lab, director: Host, servers: Host) -> str:
         ip("-n", host.netns, "addr", "add", f"{address}/30", "dev", end)
     ip("-n", director.netns, "route", "add", f"{RS_NET.rsplit('.', 1)[0]}.0.0/16",
        "via", f"{CABLE_NET}.2")
-    return f"napi/{d_end}-"
+    return d_end, s_end
+
+
+def cable_drops(host: Host, end: str) -> int:
+    """Packets the cable's end dropped, both ways."""
+    stats = host._ip_json("-s", "link", "show", "dev", end)[0]["stats64"]
+    return int(stats["rx"]["dropped"]) + int(stats["tx"]["dropped"])
 
 
 def thread_pids(prefix: str) -> list[int]:
@@ -771,10 +783,11 @@ def measure(kind: str, case: Case, tools: Tools, args: argparse.Namespace,
                       "via", str(rs.ip4)])
             servers.rx_threads = []
         else:
-            prefix = direct_cable(lab, host, rs)
-            servers.rx_threads = thread_pids(prefix)
+            d_end, s_end = direct_cable(lab, host, rs)
+            servers.rx_threads = thread_pids(f"napi/{d_end}-")
             if not servers.rx_threads:
-                raise Failed(f"no receive thread {prefix}* for the director's cable")
+                raise Failed(f"no receive thread napi/{d_end}-* on the direct cable")
+            servers.drops = lambda: cable_drops(host, d_end) + cable_drops(rs, s_end)
         director = Director(host, kind, Path(tmp))
         director.conf.write_text(config(case.check, count, director.fifo_path, args))
         try:
@@ -844,11 +857,12 @@ def _window(director: Director, servers: Servers, case: Case, args: argparse.Nam
                      + director.why())
     lines = director.fifo.lines()
     *_, errors = servers.counts()
+    drops = servers.drops()
     return {"window": t1 - t0, "checks": c1 - c0, "cpu": cpu1 - cpu0, "parent_cpu": p1 - p0,
             "rx_cpu": rx1 - rx0, "server_cpu": s1 - s0, "rss": rss,
             "busy": 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
             "load": loadavg(), "down_window": downs(lines[lines0:]), "down_run": downs(lines),
-            "server_errors": errors}
+            "server_errors": errors, "drops": drops}
 
 
 def _steady(director: Director, servers: Servers, case: Case,

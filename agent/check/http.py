@@ -25,7 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from .connect import connect, describe_error
+from .connect import Endpoint, connect, describe_error
 from .http_wire import (
     REGEX_BODY_LIMIT,
     Response,
@@ -208,7 +208,8 @@ class _Tls:
 # -- one exchange -------------------------------------------------------------------
 
 async def http_exchange(target: Target, path: str, request: HttpRequest | None = None,
-                        tls: TlsOptions | None = None, *, keep_body: int = 0) -> Exchange:
+                        tls: TlsOptions | None = None, *, keep_body: int = 0,
+                        endpoint: Endpoint | None = None) -> Exchange:
     """GET ``path`` from ``target`` (over TLS when ``tls`` is given) and read the
     reply.  Raises ProbeFailure for anything that is not a complete reply."""
     request = request or HttpRequest()
@@ -220,7 +221,7 @@ async def http_exchange(target: Target, path: str, request: HttpRequest | None =
     context = _tls_context(tls) if tls is not None else None
     started = time.monotonic()
     deadline = started + target.timeout
-    sock = await connect(target)
+    sock = await connect(target, endpoint=endpoint)
     try:
         plain = _Plain(sock, target.timeout)
         channel: _Plain | _Tls = plain
@@ -248,11 +249,13 @@ async def http_exchange(target: Target, path: str, request: HttpRequest | None =
 
 
 async def http_probe(target: Target, url: UrlCheck, request: HttpRequest | None = None,
-                     tls: TlsOptions | None = None) -> ProbeResult:
+                     tls: TlsOptions | None = None, endpoint: Endpoint | None = None,
+                     ) -> ProbeResult:
     """HTTP_GET (``tls`` None) or SSL_GET: one url, judged by its url block."""
     keep = REGEX_BODY_LIMIT if url.regex is not None else 0
     try:
-        exchange = await http_exchange(target, url.path, request, tls, keep_body=keep)
+        exchange = await http_exchange(target, url.path, request, tls, keep_body=keep,
+                                       endpoint=endpoint)
     except ProbeFailure as failure:
         return failure.result()
     return judge(exchange.response, url)

@@ -13,17 +13,18 @@ from typing import Any
 
 from ..config.model import Node
 from ..host.scripts import ConfigScripts
-from .connect import tcp_probe
+from .connect import Endpoint, resolve
 from .http import HttpRequest, TlsOptions, first_set, http_probe
 from .http_wire import UrlCheck
 from .misc import misc_probe
-from .probe import ProbeResult, Target
+from .probe import ProbeFailure, ProbeResult, Target
 from .spec import CheckerSpec, RealServerSpec, VirtualServerSpec
 
 
 @dataclass(frozen=True)
 class Prepared:
     target: Target
+    endpoint: Endpoint | ProbeResult    # resolved once; a bad address: its failed result
     urls: tuple[UrlCheck, ...] = ()
     requests: tuple[HttpRequest, ...] = ()      # one per url: its Host
     tls: tuple[TlsOptions | None, ...] = ()     # one per url: its SNI name
@@ -49,15 +50,25 @@ class Prober:
         if kind == "MISC_CHECK":
             return await self._misc(vs, rs, spec)
         prepared = self._prepare(vs, rs, spec)
-        if kind == "TCP_CHECK":
-            return await tcp_probe(prepared.target)
         if kind in ("HTTP_GET", "SSL_GET"):
             if not prepared.urls:
                 return ProbeResult(False, "no url to check")
+            if isinstance(prepared.endpoint, ProbeResult):
+                return prepared.endpoint
             i = url % len(prepared.urls)
             return await http_probe(prepared.target, prepared.urls[i], prepared.requests[i],
-                                    prepared.tls[i])
+                                    prepared.tls[i], prepared.endpoint)
+        # TCP_CHECK runs on the runtime's Connects (endpoint())
         return ProbeResult(False, f"{kind} is not run by this version", inconclusive=True)
+
+    def endpoint(self, vs: VirtualServerSpec, rs: RealServerSpec,
+                 spec: CheckerSpec) -> Endpoint | ProbeResult:
+        """Where a TCP_CHECK connects, resolved once per checker; a failed result when
+        its address is bad."""
+        cached = self._prepared.get(id(spec))
+        if cached is not None and cached[0] is spec:
+            return cached[1].endpoint
+        return self._prepare(vs, rs, spec).endpoint
 
     def _prepare(self, vs: VirtualServerSpec, rs: RealServerSpec,
                  spec: CheckerSpec) -> Prepared:
@@ -65,7 +76,11 @@ class Prober:
         if cached is not None and cached[0] is spec:
             return cached[1]
         target = target_of(rs, spec)
-        prepared = Prepared(target)
+        try:
+            endpoint: Endpoint | ProbeResult = resolve(target)
+        except ProbeFailure as failure:
+            endpoint = failure.result()
+        prepared = Prepared(target, endpoint)
         if spec.kind in ("HTTP_GET", "SSL_GET") and spec.node is not None:
             nodes = spec.node.blocks("url")
             own = spec.option("virtualhost")
@@ -84,7 +99,7 @@ class Prober:
                     certfile=self.ssl.get("certificate"), keyfile=self.ssl.get("key"),
                     password=self.ssl.get("password"), cafile=self.ssl.get("ca"))
                     for n in nodes)
-            prepared = Prepared(target, tuple(UrlCheck.from_node(n) for n in nodes),
+            prepared = Prepared(target, endpoint, tuple(UrlCheck.from_node(n) for n in nodes),
                                 requests, tls)
         self._prepared[id(spec)] = (spec, prepared)
         return prepared

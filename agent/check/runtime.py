@@ -1,11 +1,13 @@
 """The checker engine on asyncio: timers, probes, notifications and the data plane.
 
 :class:`CheckerRuntime` owns a :class:`~.engine.Pool`.  One timer follows the
-engine's next deadline; each probe runs as its own task, so a slow server
-delays nobody; the actions come back here and are carried out: ``RS``/``VS``
-lines to the notify FIFOs, notify_up/notify_down and quorum_up/quorum_down
-scripts, SMTP alerts, log lines, and the wanted IPVS table to the data plane,
-once per loop turn whatever the number of changes.
+engine's next deadline.  TCP_CHECKs, the checks that come by the thousand, run
+on one :class:`~.connect.Connects` without a task each; every other probe runs
+as its own task.  Either way a slow server delays nobody.  The actions come
+back here and are carried out: ``RS``/``VS`` lines to the notify FIFOs,
+notify_up/notify_down and quorum_up/quorum_down scripts, SMTP alerts, log
+lines, and the wanted IPVS table to the data plane, once per loop turn whatever
+the number of changes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..host.mail import (
 )
 from ..host.scripts import KEEPALIVED_UMASK, ConfigScripts, spawn_script
 from . import engine as E
+from .connect import Connects, Endpoint
 from .probe import ProbeResult
 from .spec import CheckerSpec, LvsConfig, RealServerSpec, VirtualServerSpec
 
@@ -40,8 +43,15 @@ DRAIN_POLL = 2.0            # how often draining servers' connections are looked
 PROBES_PER_TURN = 200       # probes started in one turn of the event loop at most
 
 
-Probe = Callable[[VirtualServerSpec, RealServerSpec, CheckerSpec, int],
-                 Awaitable[ProbeResult]]
+class Probes(Protocol):
+    """What runs the checks (probing.Prober): a TCP_CHECK's resolved endpoint, run here on
+    one Connects; any other check as a coroutine."""
+
+    def endpoint(self, vs: VirtualServerSpec, rs: RealServerSpec,
+                 spec: CheckerSpec) -> Endpoint | ProbeResult: ...
+
+    def __call__(self, vs: VirtualServerSpec, rs: RealServerSpec, spec: CheckerSpec,
+                 url: int) -> Awaitable[ProbeResult]: ...
 
 
 class DataPlane(Protocol):
@@ -158,7 +168,7 @@ class CheckerRuntime:
     lvs: LvsConfig
     root: Node
     scripts: ConfigScripts
-    probe: Probe
+    prober: Probes                      # replaced at reload
     dataplane: DataPlane
     clock: Callable[[], float] = time.monotonic
     settings: Settings = field(init=False)
@@ -175,6 +185,7 @@ class CheckerRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for = 0.0           # the deadline the timer fires for
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.connects = Connects(self._finish)
         self._dirty = False
         self._stopping = False
         self.probes_run = 0
@@ -182,6 +193,7 @@ class CheckerRuntime:
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        self.connects.attach()
         self.notifications.start()
         values = self._watch_files()
         await self.files.start()
@@ -207,6 +219,7 @@ class CheckerRuntime:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.connects.close()
         before = self.pool.wanted()
         actions = self.pool.stop(self.settings.flush_on_stop)
         self._carry_out(actions)
@@ -278,8 +291,19 @@ class CheckerRuntime:
         # a bounded number per loop turn: the rest start on the next turn, after the
         # heartbeat and the control requests had theirs (a turn that starts thousands
         # of probes gets the process killed as hung)
+        servers = self.pool.servers
         for run in self.pool.due(self.clock(), limit=PROBES_PER_TURN):
-            self._spawn(self._run(run))
+            if run.spec.kind != "TCP_CHECK":
+                self._spawn(self._run(run))
+                continue
+            vs = servers[run.ref[0]]
+            rs = vs.reals[run.ref[1]]
+            self.probes_run += 1
+            endpoint = self.prober.endpoint(vs.spec, rs.spec, run.spec)
+            if isinstance(endpoint, ProbeResult):
+                asyncio.get_running_loop().call_soon(self._finish, run.ref, endpoint)
+            else:
+                self.connects.connect(endpoint, run.ref)
         self._arm()
 
     async def _run(self, run: E.RunProbe) -> None:
@@ -289,16 +313,20 @@ class CheckerRuntime:
             return                      # a reload took it away before the probe began
         self.probes_run += 1
         try:
-            outcome = await self.probe(vs.spec, rs.spec, run.spec, run.url)
+            outcome = await self.prober(vs.spec, rs.spec, run.spec, run.url)
         except Exception as err:  # noqa: BLE001 - a probe's bug is a failed check, logged
             log.exception("%s probe of %s failed unexpectedly", run.spec.kind,
                           rs.spec.name(vs.spec.protocol))
             outcome = ProbeResult(False, f"{type(err).__name__}: {err}")
+        self._finish(run.ref, outcome)
+
+    def _finish(self, ref: E.CheckerRef, outcome: ProbeResult) -> None:
         if self._stopping:
             return
-        actions = self.pool.result(run.ref, outcome.ok, self.clock(), error=outcome.error,
+        actions = self.pool.result(ref, outcome.ok, self.clock(), error=outcome.error,
                                    weight=outcome.weight, inconclusive=outcome.inconclusive)
-        self._carry_out(actions)
+        if actions:
+            self._carry_out(actions)
         self._arm()
 
     def _file_changed(self, name: str, value: int) -> None:
