@@ -27,6 +27,7 @@ import os
 import select
 import socket
 import time
+from _socket import socket as raw_socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,14 +87,16 @@ def resolve(target: Target) -> Endpoint:
     return Endpoint(target, int(family), address, plain)
 
 
-def make_socket(target: Target, endpoint: Endpoint | None = None,
-                ) -> tuple[socket.socket, tuple[object, ...]]:
+def make_socket(target: Target, endpoint: Endpoint | None = None, *,
+                kind: type[raw_socket] = socket.socket) -> tuple[Any, tuple[object, ...]]:
     """A non-blocking TCP socket set up for ``target`` (mark, device, source), and the
-    address to connect to.  Raises an inconclusive ProbeFailure when refused."""
+    address to connect to.  Raises an inconclusive ProbeFailure when refused.
+    ``kind``: socket.socket, or the C type under it where nothing needs the Python
+    layer (its constructor and close() showed in profiles)."""
     if endpoint is None:
         endpoint = resolve(target)
     try:
-        sock = socket.socket(endpoint.family, _NONBLOCKING_STREAM, socket.IPPROTO_TCP)
+        sock = kind(endpoint.family, _NONBLOCKING_STREAM, socket.IPPROTO_TCP)
     except OSError as err:
         raise ProbeFailure(f"cannot create socket: {describe_error(err)}",
                            inconclusive=True) from None
@@ -106,7 +109,7 @@ def make_socket(target: Target, endpoint: Endpoint | None = None,
     return sock, endpoint.address
 
 
-def _set_up(sock: socket.socket, target: Target, family: socket.AddressFamily) -> None:
+def _set_up(sock: raw_socket, target: Target, family: socket.AddressFamily) -> None:
     if target.fwmark:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, target.fwmark)
@@ -220,8 +223,8 @@ class Connects:
     def __init__(self, done: Callable[[Any, ProbeResult], None]) -> None:
         self._done = done
         self._epoll = select.epoll()
-        self._pending: dict[int, tuple[socket.socket, Any, float]] = {}
-        self._deadlines: dict[float, deque[tuple[float, int, socket.socket]]] = {}
+        self._pending: dict[int, tuple[raw_socket, Any, float]] = {}
+        self._deadlines: dict[float, deque[tuple[float, int, raw_socket]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -252,7 +255,7 @@ class Connects:
         assert self._loop is not None, "attach() first"
         target = endpoint.target
         try:
-            sock, address = make_socket(target, endpoint)
+            sock, address = make_socket(target, endpoint, kind=raw_socket)
         except ProbeFailure as failure:
             self._loop.call_soon(self._done, token, failure.result())
             return

@@ -22,7 +22,7 @@ import heapq
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .spec import (
     IPVS_WEIGHT_LIMIT,
@@ -49,8 +49,9 @@ def real_weight(weight: int) -> int:
 
 # -- actions ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class RunProbe:
+class RunProbe(NamedTuple):
+    """A probe to start (a tuple: thousands are made a second)."""
+
     ref: CheckerRef
     spec: CheckerSpec
     url: int = 0                        # HTTP_GET / SSL_GET: which URL
@@ -381,6 +382,10 @@ class Pool:
             return None
         return rs.checkers[ref[2]]
 
+    def earliest(self) -> float | None:
+        """A lower bound of ``next_deadline()``, without looking anything up."""
+        return self._timers[0][0] if self._timers else None
+
     def due(self, now: float, limit: int | None = None) -> list[RunProbe]:
         """The probes to start now, at most ``limit`` (the rest stay due for the next
         call); a suspended checker only keeps its cadence."""
@@ -407,10 +412,11 @@ class Pool:
         None for an exit 0 or a failure.  ``inconclusive``: the attempt failed on our
         side before reaching the server (no socket, a bind refused): keepalived
         logs it and tries again after delay_loop, counting nothing."""
-        c = self._lookup(ref)
-        if c is None or not c.running:
+        vs = self.servers.get(ref[0])
+        rs = vs.reals.get(ref[1]) if vs is not None else None
+        if rs is None or ref[2] >= len(rs.checkers) or not rs.checkers[ref[2]].running:
             return []                   # its server was removed or changed meanwhile
-        vs, rs, _ = self.checker(ref)
+        c = rs.checkers[ref[2]]
         c.running = False
         c.last_result, c.last_error, c.last_time = ok, error, now
         out: list[Action] = []
@@ -443,9 +449,9 @@ class Pool:
         delay = spec.delay_loop
         if ok or ((c.up or not c.has_run) and c.retry_it >= spec.retry):
             c.retry_it = 0
-            name = _check_name(spec)
             if ok and (not c.up or not c.has_run):
-                out.append(Log(f"{name} connection to {_target(vs, rs, spec)} success."))
+                out.append(Log(f"{_check_name(spec)} connection to {_target(vs, rs, spec)} "
+                               "success."))
                 self._checker_state(vs, rs, c, True, out)
             elif not ok and (c.up or not c.has_run):
                 retries = f" after {spec.retry} retries" if spec.retry and c.has_run else ""

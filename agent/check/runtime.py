@@ -272,10 +272,14 @@ class CheckerRuntime:
     def _arm(self) -> None:
         if self._stopping:
             return
-        deadline = self.pool.next_deadline()
         if self._timer is not None:
             # after each result: a timer armed no later than needed stays (re-arming
             # per probe was a tenth of the checker's CPU at thousands of checks/s)
+            bound = self.pool.earliest()
+            if bound is not None and self._armed_for <= bound:
+                return
+        deadline = self.pool.next_deadline()
+        if self._timer is not None:
             if deadline is not None and self._armed_for <= deadline:
                 return
             self._timer.cancel()
