@@ -219,6 +219,7 @@ class Connects:
     """
 
     RESOLUTION = 0.05
+    BATCH = 4096
 
     def __init__(self, done: Callable[[Any, ProbeResult], None]) -> None:
         self._done = done
@@ -277,14 +278,20 @@ class Connects:
 
     def _ready(self) -> None:
         pending = self._pending
-        for fd, _ in self._epoll.poll(0):
-            entry = pending.pop(fd, None)
-            if entry is None:
-                continue
-            sock, token, timeout = entry
-            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            sock.close()            # which also takes it out of the epoll
-            self._report(token, connect_error(code, timeout) if code else CONNECTED)
+        while True:
+            # every ready connect, not the 1,023 a bare poll() returns: the rest would
+            # wait a turn, and a sweep in that turn would time them out
+            events = self._epoll.poll(0, self.BATCH)
+            for fd, _ in events:
+                entry = pending.pop(fd, None)
+                if entry is None:
+                    continue
+                sock, token, timeout = entry
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                sock.close()            # which also takes it out of the epoll
+                self._report(token, connect_error(code, timeout) if code else CONNECTED)
+            if len(events) < self.BATCH:
+                return
 
     def _report(self, token: Any, result: ProbeResult) -> None:  # noqa: ANN401
         try:
@@ -294,6 +301,8 @@ class Connects:
 
     def _sweep(self) -> None:
         self._timer = None
+        # connects that completed while the loop was busy elsewhere are not late
+        self._ready()
         now = time.monotonic()
         for timeout, queue in self._deadlines.items():
             while queue and queue[0][0] <= now:
