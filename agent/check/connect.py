@@ -142,8 +142,8 @@ def _pair(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-async def wait_writable(sock: socket.socket, timeout: float) -> bool:
-    """Whether ``sock`` became writable within ``timeout`` seconds."""
+async def wait_ready(sock: raw_socket, timeout: float, *, write: bool = False) -> bool:
+    """Whether ``sock`` became readable (``write``: writable) within ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[bool] = loop.create_future()
 
@@ -152,14 +152,16 @@ async def wait_writable(sock: socket.socket, timeout: float) -> bool:
             ready.set_result(value)
 
     fd = sock.fileno()
-    loop.add_writer(fd, settle, True)
+    watch, unwatch = (loop.add_writer, loop.remove_writer) if write else \
+        (loop.add_reader, loop.remove_reader)
+    watch(fd, settle, True)
     # one timer handle, not asyncio.wait_for's wrapper future and task per wait
     timer = loop.call_later(max(timeout, 0.0), settle, False)
     try:
         return await ready
     finally:
         timer.cancel()
-        loop.remove_writer(fd)
+        unwatch(fd)
 
 
 def connect_error(code: int, timeout: float) -> ProbeResult:
@@ -190,7 +192,7 @@ async def connect(target: Target, timeout: float | None = None,
     try:
         code = sock.connect_ex(dst)
         if code == errno.EINPROGRESS:
-            if not await wait_writable(sock, timeout):
+            if not await wait_ready(sock, timeout, write=True):
                 raise ProbeFailure(f"connect timeout after {seconds(target.timeout)}")
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:

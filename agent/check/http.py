@@ -18,14 +18,13 @@ not send close_notify (a quiet shutdown) and neither do we.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 
-from .connect import Endpoint, connect, describe_error
+from .connect import Endpoint, connect, describe_error, wait_ready
 from .http_wire import (
     REGEX_BODY_LIMIT,
     Response,
@@ -120,24 +119,37 @@ class _Plain:
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self.sock = sock
         self.timeout = timeout
-        self.loop = asyncio.get_running_loop()
 
     async def send(self, data: bytes, timeout: float | None = None) -> None:
+        limit = self.timeout if timeout is None else max(timeout, 0.0)
+        deadline = time.monotonic() + limit
+        view = memoryview(data)
         try:
-            await asyncio.wait_for(self.loop.sock_sendall(self.sock, data),
-                                   self.timeout if timeout is None else max(timeout, 0.0))
-        except TimeoutError:
-            raise ProbeFailure(f"send timeout after {seconds(self.timeout)}") from None
+            while view:
+                # straight to the socket: a request fits in its buffer, and the event
+                # loop's sock_sendall under wait_for cost a task and a future per call
+                try:
+                    view = view[self.sock.send(view):]
+                except BlockingIOError:
+                    if not await wait_ready(self.sock, deadline - time.monotonic(),
+                                            write=True):
+                        raise ProbeFailure(f"send timeout after {seconds(self.timeout)}"
+                                           ) from None
         except OSError as err:
             raise ProbeFailure(f"cannot send: {describe_error(err)}") from None
 
     async def recv(self, timeout: float | None = None) -> bytes:
         """The next bytes; b"" at the end; ProbeFailure after ``timeout`` idle."""
+        limit = self.timeout if timeout is None else max(timeout, 0.0)
+        deadline = time.monotonic() + limit
         try:
-            return await asyncio.wait_for(self.loop.sock_recv(self.sock, READ_SIZE),
-                                          self.timeout if timeout is None else max(timeout, 0.0))
-        except TimeoutError:
-            raise _ReadTimeout(f"read timeout after {seconds(self.timeout)}") from None
+            while True:
+                try:
+                    return self.sock.recv(READ_SIZE)
+                except BlockingIOError:
+                    if not await wait_ready(self.sock, deadline - time.monotonic()):
+                        raise _ReadTimeout(f"read timeout after {seconds(self.timeout)}"
+                                           ) from None
         except OSError as err:
             raise ProbeFailure(f"read error: {describe_error(err)}") from None
 
