@@ -735,16 +735,17 @@ def direct_cable(lab: Lab, director: Host, servers: Host) -> tuple[str, str]:
     """A veth cable from the director straight to the servers, each end receiving in a
     NAPI thread of its own, as two machines would: the servers' TCP work then runs in
     their thread, not in the director's context.  Returns the director's and the
-    servers' ends.  (On a machine busy with other work a thread may wait long
-    enough for its 256-packet ring to overflow: the drops are counted and shown,
-    as they fail checks of either implementation.  SCHED_FIFO for the threads
-    prevents that but, waking them for every packet, doubles their CPU.)"""
+    servers' ends."""
     d_end, s_end = f"kd{lab.tag[:4]}", f"ks{lab.tag[:4]}"
     ip("-n", director.netns, "link", "add", d_end, "type", "veth",
        "peer", "name", s_end, "netns", servers.netns)
     for host, end, address in ((director, d_end, f"{CABLE_NET}.1"),
                                (servers, s_end, f"{CABLE_NET}.2")):
         host.run([sys.executable, "-c", GRO_ON, end])
+        # a queue in front of each end: this kernel's veth then holds back a sender whose
+        # peer's 256-packet ring is full (since Linux 6.15) instead of dropping, which on
+        # a busy machine failed checks of either implementation (veth has no qdisc)
+        host.run(["tc", "qdisc", "replace", "dev", end, "root", "pfifo", "limit", "10000"])
         ip("-n", host.netns, "link", "set", end, "up")
         host.run(["sh", "-c", f"echo 1 > /sys/class/net/{end}/threaded"])
         ip("-n", host.netns, "addr", "add", f"{address}/30", "dev", end)
