@@ -207,6 +207,7 @@ async def connect(target: Target, timeout: float | None = None,
 
 
 CONNECTED = ProbeResult(True)
+_TROUBLE = select.EPOLLERR | select.EPOLLHUP
 
 
 class Connects:
@@ -284,12 +285,14 @@ class Connects:
             # every ready connect, not the 1,023 a bare poll() returns: the rest would
             # wait a turn, and a sweep in that turn would time them out
             events = self._epoll.poll(0, self.BATCH)
-            for fd, _ in events:
+            for fd, flags in events:
                 entry = pending.pop(fd, None)
                 if entry is None:
                     continue
                 sock, token, timeout = entry
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                # writable without an error or hang-up: connected, no need to ask
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) \
+                    if flags & _TROUBLE else 0
                 sock.close()            # which also takes it out of the epoll
                 self._report(token, connect_error(code, timeout) if code else CONNECTED)
             if len(events) < self.BATCH:

@@ -61,14 +61,18 @@ class Prober:
         # TCP_CHECK runs on the runtime's Connects (endpoint())
         return ProbeResult(False, f"{kind} is not run by this version", inconclusive=True)
 
+    def known_endpoint(self, spec: CheckerSpec) -> Endpoint | ProbeResult | None:
+        """A TCP_CHECK's endpoint if it was resolved before (the common case: nothing
+        else to look up), else None."""
+        cached = self._prepared.get(id(spec))
+        return cached[1].endpoint if cached is not None and cached[0] is spec else None
+
     def endpoint(self, vs: VirtualServerSpec, rs: RealServerSpec,
                  spec: CheckerSpec) -> Endpoint | ProbeResult:
         """Where a TCP_CHECK connects, resolved once per checker; a failed result when
         its address is bad."""
-        cached = self._prepared.get(id(spec))
-        if cached is not None and cached[0] is spec:
-            return cached[1].endpoint
-        return self._prepare(vs, rs, spec).endpoint
+        known = self.known_endpoint(spec)
+        return known if known is not None else self._prepare(vs, rs, spec).endpoint
 
     def _prepare(self, vs: VirtualServerSpec, rs: RealServerSpec,
                  spec: CheckerSpec) -> Prepared:

@@ -47,6 +47,8 @@ class Probes(Protocol):
     """What runs the checks (probing.Prober): a TCP_CHECK's resolved endpoint, run here on
     one Connects; any other check as a coroutine."""
 
+    def known_endpoint(self, spec: CheckerSpec) -> Endpoint | ProbeResult | None: ...
+
     def endpoint(self, vs: VirtualServerSpec, rs: RealServerSpec,
                  spec: CheckerSpec) -> Endpoint | ProbeResult: ...
 
@@ -300,10 +302,11 @@ class CheckerRuntime:
             if run.spec.kind != "TCP_CHECK":
                 self._spawn(self._run(run))
                 continue
-            vs = servers[run.ref[0]]
-            rs = vs.reals[run.ref[1]]
             self.probes_run += 1
-            endpoint = self.prober.endpoint(vs.spec, rs.spec, run.spec)
+            endpoint = self.prober.known_endpoint(run.spec)
+            if endpoint is None:
+                vs = servers[run.ref[0]]
+                endpoint = self.prober.endpoint(vs.spec, vs.reals[run.ref[1]].spec, run.spec)
             if isinstance(endpoint, ProbeResult):
                 asyncio.get_running_loop().call_soon(self._finish, run.ref, endpoint)
             else:
