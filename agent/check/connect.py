@@ -217,10 +217,13 @@ class Connects:
     At thousands of checks a second, what a probe cost as a coroutine (a task, the
     event loop's selector bookkeeping, a future and a timer handle per connect) was
     most of the checker's CPU: here a probe is a socket, a dict entry and a queue
-    entry.  Timeouts are swept at most every ``RESOLUTION`` seconds, one queue per
-    connect_timeout value (deadlines come in order in each).
+    entry.  Results are taken in batches, ``TICK`` seconds after the first of them
+    came (not one wake-up of the loop per connect); timeouts are swept at most every
+    ``RESOLUTION`` seconds, one queue per connect_timeout value (deadlines come in
+    order in each).
     """
 
+    TICK = 0.01
     RESOLUTION = 0.05
     BATCH = 4096
 
@@ -231,17 +234,19 @@ class Connects:
         self._deadlines: dict[float, deque[tuple[float, int, raw_socket]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._harvest: asyncio.TimerHandle | None = None
 
     def attach(self) -> None:
         """Start serving on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._epoll.fileno(), self._ready)
+        self._loop.add_reader(self._epoll.fileno(), self._woken)
 
     def close(self) -> None:
         """Drop every connect in flight (no result for them) and stop."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for handle in (self._timer, self._harvest):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._harvest = None
         if self._loop is not None and not self._epoll.closed:
             self._loop.remove_reader(self._epoll.fileno())
         for sock, _, _ in self._pending.values():
@@ -278,6 +283,17 @@ class Connects:
         queue.append((time.monotonic() + timeout, fd, sock))
         if self._timer is None:
             self._arm()
+
+    def _woken(self) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(self._epoll.fileno())
+        self._harvest = self._loop.call_later(self.TICK, self._harvested)
+
+    def _harvested(self) -> None:
+        assert self._loop is not None
+        self._harvest = None
+        self._ready()
+        self._loop.add_reader(self._epoll.fileno(), self._woken)
 
     def _ready(self) -> None:
         pending = self._pending

@@ -41,6 +41,7 @@ log = logging.getLogger("keepalived_py.check")
 
 DRAIN_POLL = 2.0            # how often draining servers' connections are looked at
 PROBES_PER_TURN = 200       # probes started in one turn of the event loop at most
+TICK = 0.01                 # a probe starts at most this late
 
 
 class Probes(Protocol):
@@ -186,6 +187,8 @@ class CheckerRuntime:
         self.addresses: AddressWatch | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for = 0.0           # the deadline the timer fires for
+        self._fired_at = -TICK          # when the timer last fired
+        self._behind = False            # it left due probes for the next turn
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connects = Connects(self._finish)
         self._dirty = False
@@ -274,13 +277,18 @@ class CheckerRuntime:
     def _arm(self) -> None:
         if self._stopping:
             return
+        # one wake-up per TICK at most starts every probe due by then: thousands of
+        # checkers each with its own deadline would wake the loop for every probe
+        floor = 0.0 if self._behind else self._fired_at + TICK
         if self._timer is not None:
             # after each result: a timer armed no later than needed stays (re-arming
             # per probe was a tenth of the checker's CPU at thousands of checks/s)
             bound = self.pool.earliest()
-            if bound is not None and self._armed_for <= bound:
+            if bound is not None and self._armed_for <= max(bound, floor):
                 return
         deadline = self.pool.next_deadline()
+        if deadline is not None:
+            deadline = max(deadline, floor)
         if self._timer is not None:
             if deadline is not None and self._armed_for <= deadline:
                 return
@@ -294,11 +302,14 @@ class CheckerRuntime:
 
     def _fire(self) -> None:
         self._timer = None
+        self._fired_at = self.clock()
         # a bounded number per loop turn: the rest start on the next turn, after the
         # heartbeat and the control requests had theirs (a turn that starts thousands
         # of probes gets the process killed as hung)
         servers = self.pool.servers
-        for run in self.pool.due(self.clock(), limit=PROBES_PER_TURN):
+        runs = self.pool.due(self._fired_at, limit=PROBES_PER_TURN)
+        self._behind = len(runs) == PROBES_PER_TURN
+        for run in runs:
             if run.spec.kind != "TCP_CHECK":
                 self._spawn(self._run(run))
                 continue
