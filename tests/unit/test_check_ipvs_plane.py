@@ -19,7 +19,7 @@ from keepalived_py.check import engine as E
 from keepalived_py.check import runtime
 from keepalived_py.check.build import build_checked
 from keepalived_py.check.dataplane import NoDataPlane
-from keepalived_py.check.ipvs_plane import IpvsDataPlane
+from keepalived_py.check.ipvs_plane import IpvsDataPlane, stray_spec
 from keepalived_py.check.probe import ProbeResult
 from keepalived_py.check.spec import Forwarding, build
 from keepalived_py.config import load
@@ -365,6 +365,27 @@ def test_after_a_restart_a_stray_is_set_to_weight_0_as_it_is_then_deleted_when_d
         await plane.apply(pool.wanted())
         assert table.calls == ["del TCP 198.18.1.10:80 198.18.2.21:8080"]
         assert set(table.services[WEB][1]) == {DestKey("198.18.2.11", 8080)}
+        await plane.stop(pool.wanted(), "none")
+    asyncio.run(run())
+
+
+def test_a_destination_no_spec_can_program_back_as_it_is_is_not_drained() -> None:
+    # a DR server with a port under a firewall-mark service (we program port 0 there,
+    # as keepalived does; another tool may not): programmed from a spec it would be on
+    # port 0, another destination; it is left to the reconcile, which deletes it at once
+    odd = KernelDest(DestSpec(DestKey("198.18.2.30", 80), fwd="DR", weight=1))
+    assert stray_spec(MARK, odd) is None
+    table = kernel_left_by_a_previous_process()
+    table.services[MARK][1][odd.key] = odd.spec
+    plane = plane_with(table)
+
+    async def run() -> None:
+        found = await plane.read(servers())
+        assert not any(spec.ip == "198.18.2.30" for spec in found.strays.values())
+        pool = E.Pool(servers())
+        pool.start(0.0, adopt=found)
+        await plane.apply(pool.wanted())
+        assert odd.key not in table.services[MARK][1]
         await plane.stop(pool.wanted(), "none")
     asyncio.run(run())
 
