@@ -23,10 +23,10 @@ class NoDataPlane:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    async def read(self, servers: list[VirtualServerSpec]) -> set[tuple[E.VsKey, E.RsKey]]:
+    async def read(self, servers: list[VirtualServerSpec]) -> E.InKernel:
         log.warning("No data plane: %s - the checkers run, nothing is programmed",
                     self.reason)
-        return set()
+        return E.InKernel()            # no kernel table: nothing to adopt or drain
 
     async def apply(self, wanted: E.Wanted) -> None:
         pass

@@ -177,7 +177,9 @@ class RealServer:
 
 @dataclass
 class Draining:
-    """A real server removed by a reload: weight 0 until its connections end."""
+    """A real server removed by a reload, or found in the kernel at start under one of
+    our virtual servers although the configuration no longer has it: weight 0 until
+    its connections end."""
 
     spec: RealServerSpec
     since: float
@@ -205,6 +207,23 @@ class VirtualServer:
     def live_weight(self) -> int:
         """The sum of the weights of the real servers in the pool (weigh_live_realservers)."""
         return sum(real_weight(rs.effective_weight) for rs in self.reals.values() if rs.alive)
+
+
+class InKernel(set[tuple[VsKey, RsKey]]):
+    """What the data plane found in the kernel at start (a restarted checker process).
+
+    As a set: the real servers of the configuration serving there already, to be
+    adopted.  ``strays``: the destinations found under one of our virtual servers that
+    the configuration does not have (removed while no checker process ran, or while
+    the one that died was still draining them), each as a spec holding what the kernel
+    holds (address, port, forwarding, thresholds; ``weight``: the kernel's), so that
+    they can stay in the wanted table, at weight 0, until they are drained.  A set, so
+    that whoever only wants the adopted servers can take it for one."""
+
+    def __init__(self, adopt: Iterable[tuple[VsKey, RsKey]] = (),
+                 strays: dict[tuple[VsKey, RsKey], RealServerSpec] | None = None) -> None:
+        super().__init__(adopt)
+        self.strays: dict[tuple[VsKey, RsKey], RealServerSpec] = dict(strays or {})
 
 
 # -- the engine ----------------------------------------------------------------------
@@ -264,9 +283,15 @@ class Pool:
         first checks.  ``file_values``: each FILE_CHECK's track file's number now;
         ``local_addresses``: the addresses on this host (ha_suspend); ``adopt``: the
         real servers serving in the kernel already (a restarted checker process):
-        they stay in the pool until a check says otherwise, alpha or not."""
+        they stay in the pool until a check says otherwise, alpha or not.  When it
+        is an :class:`InKernel`, its ``strays`` are drained from now on, as a reload
+        drains the servers it removes."""
         out: list[Action] = []
+        strays = adopt.strays if isinstance(adopt, InKernel) else {}
         for vs in self.servers.values():
+            for (vs_key, key), spec in strays.items():
+                if vs_key == vs.key:
+                    self._drain_stray(vs, key, spec, now, out)
             for key in (rs_key for vs_key, rs_key in adopt or () if vs_key == vs.key):
                 rs = vs.reals.get(key)
                 if rs is not None:
@@ -801,6 +826,24 @@ class Pool:
             out.append(RsNotify(vs.spec, rs.spec, False, removed=True))
             if rs.spec.smtp_alert:
                 out.append(RsMail(vs.spec, rs.spec, False))
+
+    def _drain_stray(self, vs: VirtualServer, key: RsKey, spec: RealServerSpec, now: float,
+                     out: list[Action]) -> None:
+        """A destination found in the kernel at start under ``vs`` that the configuration
+        no longer has: drained as ``_drain`` drains a server a reload removed, with the
+        same log lines, the drain time counted from now (when it left the configuration
+        is not known).  No notify_down, FIFO line or mail: there is no script or alert
+        setting for a server that is not in the configuration, and it was never up in
+        this process (as a reload notifies only for the servers that were up)."""
+        if key in vs.reals or (vs.sorry is not None and vs.sorry.spec.key == key):
+            return                      # configured after all: the pool programs it
+        name = spec.name(vs.spec.protocol)
+        out.append(Log(f"service {name} no longer exist"))
+        out.append(Log(f"Draining service {name} from VS {vs.spec.name}"))
+        vs.table[key] = 0
+        vs.destinations[key] = spec
+        vs.draining[key] = Draining(spec, now, now + self.drain_time)
+        out.append(TableChanged(vs.key))
 
     def drained(self, now: float, connections: dict[tuple[VsKey, RsKey], int]) -> list[Action]:
         """Delete the draining destinations whose connections (active + inactive, as

@@ -1,7 +1,10 @@
 """The checker's tables on the kernel's IPVS (agent/ipvs), reconciled, not just diffed.
 
 At start the kernel's table is read and what it already serves of ours is
-adopted (a restarted checker process takes no healthy server out).  Each
+adopted (a restarted checker process takes no healthy server out); a real
+server found under one of our virtual servers that the configuration no longer
+has is handed to the engine as it is in the kernel, to be drained as a reload
+drains a server it removed (not cut at once).  Each
 change of the tables we want is planned (``ipvs.reconcile.plan``) against the
 kernel's table as it was last read and changed by us, so that a server that
 failed its check leaves the kernel after one request, not after a dump of every
@@ -19,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..ipvs.model import (
@@ -35,7 +39,7 @@ from ..ipvs.netlink import IpvsError, IpvsTable, IpvsUnavailable
 from ..ipvs.reconcile import apply as apply_ops
 from ..ipvs.reconcile import plan
 from . import engine as E
-from .spec import RealServerSpec, VirtualServerSpec
+from .spec import Forwarding, RealServerSpec, VirtualServerSpec
 
 log = logging.getLogger("keepalived_py.check")
 
@@ -88,6 +92,28 @@ def dest_spec(service: ServiceKey, rs: RealServerSpec, weight: int) -> DestSpec:
     return spec.for_service(service)
 
 
+def stray_spec(service: ServiceKey, dest: KernelDest) -> RealServerSpec | None:
+    """A destination of the kernel's as a real-server spec that programs it back as it
+    is (``dest_spec`` of it, at its own weight, gives the kernel's values), or None when
+    no spec can (then the reconcile deletes it at once, as before)."""
+    kernel = dest.spec
+    # the kernel makes a server with one of the director's addresses LOCAL whatever it
+    # was given; asked again as NAT it stays LOCAL (the plan takes the two for one)
+    method = "NAT" if kernel.fwd == "LOCAL" else kernel.fwd
+    forwarding = Forwarding(method, tun_type=kernel.tun_type, tun_port=kernel.tun_port,
+                            tun_csum=kernel.tun_flags)
+    spec = RealServerSpec(ip=kernel.key.addr, port=kernel.key.port, weight=kernel.weight,
+                          forwarding=forwarding, inhibit=False, alpha=False,
+                          uthreshold=kernel.u_threshold, lthreshold=kernel.l_threshold,
+                          smtp_alert=False)
+    again = dest_spec(service, spec, kernel.weight)
+    if kernel.fwd == "LOCAL":
+        again = replace(again, fwd="LOCAL")
+    # a DR or TUN server on another port than the service's would come back under
+    # another key: not this destination
+    return spec if again == kernel else None
+
+
 def held_after(desired: dict[ServiceKey, tuple[ServiceSpec, dict[DestKey, DestSpec]]],
                actual: dict[ServiceKey, KernelService],
                owned: set[ServiceKey]) -> dict[ServiceKey, KernelService]:
@@ -125,26 +151,46 @@ class IpvsDataPlane:
     async def _call(self, function: Callable[..., T], *args: Any) -> T:  # noqa: ANN401
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
-    async def read(self, servers: list[VirtualServerSpec]) -> set[tuple[E.VsKey, E.RsKey]]:
+    async def read(self, servers: list[VirtualServerSpec]) -> E.InKernel:
+        """The kernel's table at start: the configured real servers serving there (to
+        adopt), and the destinations under our virtual servers that the configuration
+        does not have (to drain)."""
         async with self._lock:
             if self.flush_at_start:
                 log.info("lvs_flush: flushing the IPVS table")
                 await self._call(self.table.flush)
             actual = await self._call(self.table.dump)
-        adopt = set()
+        found = E.InKernel()
         for vs in servers:
             kernel = actual.get(service_key(vs))
             if kernel is None:
                 continue
             self.owned.add(kernel.key)
+            configured: set[DestKey] = set()
             for rs in vs.reals:
-                dest = kernel.dests.get(dest_spec(kernel.key, rs, 0).key)
+                key = dest_spec(kernel.key, rs, 0).key
+                configured.add(key)
+                dest = kernel.dests.get(key)
                 if dest is not None and dest.spec.weight > 0:
-                    adopt.add((vs.key, rs.key))
-        if adopt:
-            log.info("IPVS: adopting %d real servers found serving in the kernel", len(adopt))
+                    found.add((vs.key, rs.key))
+            if vs.sorry is not None:        # the pool programs it: no stray either
+                configured.add(dest_spec(kernel.key, vs.sorry, 0).key)
+            for key, dest in kernel.dests.items():
+                if key in configured:
+                    continue
+                spec = stray_spec(kernel.key, dest)
+                if spec is None:
+                    log.warning("IPVS: %s of %s is not in the configuration and cannot be "
+                                "drained as it is: deleting it", key, kernel.key)
+                    continue
+                found.strays[(vs.key, spec.key)] = spec
+        if found:
+            log.info("IPVS: adopting %d real servers found serving in the kernel", len(found))
+        if found.strays:
+            log.info("IPVS: %d real servers in the kernel are no longer in the configuration: "
+                     "draining them", len(found.strays))
         self._task = asyncio.create_task(self._reconcile_loop())
-        return adopt
+        return found
 
     async def apply(self, wanted: E.Wanted) -> None:
         self._wanted = wanted

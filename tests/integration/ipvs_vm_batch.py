@@ -53,8 +53,8 @@ def case(function: Callable[[str], Seen]) -> Callable[[str], Seen]:
     return function
 
 
-def run(*argv: str, check: bool = True) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True)
+def run(*argv: str, check: bool = True, input: str | None = None) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, input=input)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
     return done.stdout + done.stderr
@@ -583,6 +583,131 @@ def case_pyroute2(ns: str) -> Seen:
         seen["gue_port"] = ipvsadm(ns, "-L", "-n", "--tun-info").splitlines()
     finally:
         ipvs.close()
+    return seen
+
+
+RESTART_CONF = f"""
+global_defs {{
+    lvs_drain_time 60
+}}
+virtual_server {VIP} 53 {{
+    lb_algo rr
+    lb_kind NAT
+    protocol UDP
+    real_server 198.18.2.11 53 {{
+        weight 1
+    }}
+}}
+"""
+# one UDP flow, from one port, a datagram every 0.2 s (no imports beyond these: the VM)
+UDP_FLOW = f"""
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.10.2", 5353))
+while True:
+    s.sendto(b"q", ("{VIP}", 53))
+    time.sleep(0.2)
+"""
+UDP53 = ServiceKey.of("udp", VIP, 53)
+STRAY = DestKey("198.18.2.12", 53)
+
+
+def wait_dump(table: IpvsTable, until: Callable[[dict[ServiceKey, KernelService]], bool],
+              timeout: float, what: str) -> dict[ServiceKey, KernelService]:
+    deadline = time.monotonic() + timeout
+    while True:
+        dump = table.dump()
+        if until(dump):
+            return dump
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not seen in {timeout:g} s; the table: "
+                               f"{as_json(dump)}")
+        time.sleep(0.2)
+
+
+def stray_conns(dump: dict[ServiceKey, KernelService]) -> int:
+    dest = dump[UDP53].dests.get(STRAY) if UDP53 in dump else None
+    return -1 if dest is None else dest.active_conns + dest.inact_conns
+
+
+@case
+def case_restart_drain(ns: str) -> Seen:
+    """Our checker process started over a table a previous one left: its configuration
+    has .11 only; .12, which has a UDP flow on it, is drained (weight 0) while the flow
+    goes on and deleted once its connection entry has expired, long before
+    lvs_drain_time."""
+    client = f"{ns}-client"
+    for name in (ns, client):
+        run("ip", "netns", "add", name)
+    # the real servers' side: nobody there, their MACs made up (no ARP, no ICMP errors)
+    run("ip", "-n", ns, "-batch", "-", input=(
+        "link set lo up\n"
+        f"addr add {VIP}/32 dev lo\n"
+        f"link add c0 type veth peer name eth0 netns {client}\n"
+        "addr add 198.18.10.1/24 dev c0\nlink set c0 up\n"
+        "link add s0 type veth peer name s1\nlink set s0 up\nlink set s1 up\n"
+        "addr add 198.18.2.1/24 dev s0\n"
+        "neigh add 198.18.2.11 lladdr 02:00:00:00:00:11 dev s0 nud permanent\n"
+        "neigh add 198.18.2.12 lladdr 02:00:00:00:00:12 dev s0 nud permanent\n"))
+    run("ip", "-n", client, "-batch", "-", input=(
+        "link set lo up\nlink set eth0 up\naddr add 198.18.10.2/24 dev eth0\n"
+        "route add default via 198.18.10.1\n"))
+    run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    # a UDP connection entry then lives 2 s after the flow's last datagram
+    ipvsadm(ns, "--set", "0", "0", "2")
+    # what a previous checker process left: .12 (weight 3, thresholds) serving the flow
+    ipvsadm(ns, "-A", "-u", f"{VIP}:53", "-s", "rr")
+    ipvsadm(ns, "-a", "-u", f"{VIP}:53", "-r", "198.18.2.12:53", "-m", "-w", "3",
+            "-x", "100", "-y", "10")
+    table = IpvsTable(ns)
+    seen: Seen = {}
+    directory = Path(f"/run/{ns}")
+    directory.mkdir()
+    conf = directory / "keepalived.conf"
+    conf.write_text(RESTART_CONF)
+    log_path = directory / "checker.log"
+    flow = subprocess.Popen(["ip", "netns", "exec", client, sys.executable, "-S", "-c",
+                             UDP_FLOW])
+    checker: subprocess.Popen | None = None
+    try:
+        wait_dump(table, lambda d: stray_conns(d) > 0, 30, "the flow on .12")
+        ipvsadm(ns, "-a", "-u", f"{VIP}:53", "-r", "198.18.2.11:53", "-m", "-w", "1")
+        seen["before_dump"] = as_json(table.dump())
+        with log_path.open("w") as log:
+            started = time.monotonic()
+            checker = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-m", "keepalived_py.check.main",
+                 "-f", str(conf), "-i", "kpy", "-l", "-G"],
+                stdout=log, stderr=subprocess.STDOUT)
+        dump = wait_dump(table, lambda d: UDP53 in d and STRAY in d[UDP53].dests
+                         and d[UDP53].dests[STRAY].spec.weight == 0, 180,
+                         "the checker setting .12 to weight 0")
+        seen["started_seconds"] = round(time.monotonic() - started, 2)
+        seen["draining_dump"] = as_json(dump)
+        seen["draining_saved"] = saved(ns)
+        # the checker looks at the connections every 2 s (runtime.DRAIN_POLL): some of
+        # its looks, while the flow still goes on
+        time.sleep(5)
+        seen["held_dump"] = as_json(table.dump())
+        flow.kill()
+        flow.wait()
+        stopped = time.monotonic()
+        seen["after_flow_dump"] = as_json(table.dump())
+        dump = wait_dump(table, lambda d: stray_conns(d) < 0, 55, ".12 deleted")
+        seen["gone_seconds"] = round(time.monotonic() - stopped, 2)
+        seen["after_saved"] = saved(ns)
+    finally:
+        for proc in (flow, checker):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if log_path.exists():
+            seen["log"] = [line for line in log_path.read_text(errors="replace").splitlines()
+                           if "198.18.2.12" in line or "IPVS" in line]
     return seen
 
 

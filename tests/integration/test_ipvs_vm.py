@@ -4,7 +4,8 @@ One boot for the whole module: the session fixture runs ipvs_vm_batch.py inside 
 VM, every case in a network namespace (an IPVS table) of its own, and each test
 here asserts on what its case saw: what ``ipvsadm`` printed, what ``IpvsTable.dump``
 read back, the errors. The reference reader is ipvsadm 1.31, the judge Debian's
-kernel.
+kernel. One case runs our checker process itself, over a table a previous one left
+(``restart_drain``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.vm import runner
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
-BOOT_TIMEOUT = 420.0        # seconds; one boot and the batch take about 80
+BOOT_TIMEOUT = 420.0        # seconds; one boot and the batch take about 120
 VIP = "198.18.1.10"
 Seen = dict[str, Any]
 
@@ -368,3 +369,44 @@ def test_pyroute2_pitfalls_are_still_there(vm_cases: dict[str, Any]) -> None:
     assert any("gue:49175" in line for line in case["gue_port"])
     # the kernel reports its own IP_VS_SVC_F_HASHED bit: not a setting, left out of ours
     assert case["raw_flags"] & 0x2
+
+
+def test_a_restarted_checker_drains_a_server_no_longer_configured(
+        vm_cases: dict[str, Any], request: pytest.FixtureRequest) -> None:
+    case = seen(vm_cases, "restart_drain")
+    service = f"UDP {VIP}:53"
+    stray = "198.18.2.12:53"
+
+    def conns(dump: dict[str, Any]) -> int:
+        dest = dump[service]["dests"][stray]
+        return dest["active_conns"] + dest["inact_conns"]
+    # what the previous process left: .12, weight 3 with thresholds, holding a UDP flow
+    assert dests(case["before_dump"], service) == {
+        "198.18.2.11:53": (NAT, 1, 0, 0, *PLAIN), stray: (NAT, 3, 100, 10, *PLAIN)}
+    assert conns(case["before_dump"]) == 1
+    # our checker, whose configuration has .11 only: .12 at weight 0 and otherwise as it
+    # was, .11 adopted as it serves
+    assert case["draining_saved"] == [f"-A -u {VIP}:53 -s rr",
+                                      f"-a -u {VIP}:53 -r 198.18.2.11:53 -m -w 1",
+                                      f"-a -u {VIP}:53 -r 198.18.2.12:53 -m -w 0"]
+    assert dests(case["draining_dump"], service) == {
+        "198.18.2.11:53": (NAT, 1, 0, 0, *PLAIN), stray: (NAT, 0, 100, 10, *PLAIN)}
+    # 5 s (two of its looks at the connections) later, the flow still on it: still there
+    assert dests(case["held_dump"], service)[stray][1] == 0
+    assert conns(case["held_dump"]) == 1 and conns(case["after_flow_dump"]) == 1
+    # the flow stopped, its entry expires (UDP timeout 2 s) and the next look deletes
+    # it: long before lvs_drain_time (60 s)
+    assert case["after_saved"] == [f"-A -u {VIP}:53 -s rr",
+                                   f"-a -u {VIP}:53 -r 198.18.2.11:53 -m -w 1"]
+    assert case["gone_seconds"] < 30
+    said = [line.split(": ", 1)[1] for line in case["log"]]
+    assert said == [
+        "IPVS: adopting 1 real servers found serving in the kernel",
+        "IPVS: 1 real servers in the kernel are no longer in the configuration: "
+        "draining them",
+        "service [198.18.2.12]:udp:53 no longer exist",
+        f"Draining service [198.18.2.12]:udp:53 from VS [{VIP}]:udp:53",
+        f"Removing service [198.18.2.12]:udp:53 from VS [{VIP}]:udp:53 (drained)"]
+    report(request.config, f"restart drain: the checker up {case['started_seconds']:.1f} s "
+                           f"after its start, .12 deleted {case['gone_seconds']:.1f} s after "
+                           "its flow stopped", tier="vm tier")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from keepalived_py.check import engine as E
-from keepalived_py.check.spec import WEIGHT_FAULT, build
+from keepalived_py.check.spec import WEIGHT_FAULT, Forwarding, RealServerSpec, build
 from keepalived_py.config import load
 
 VIP = "198.18.1.10"
@@ -560,6 +560,105 @@ def test_a_restart_adopts_alpha_servers_the_kernel_has() -> None:
     pool.start(0.0, adopt={(key, ("198.18.2.11", 8080))})
     vs = pool.servers[key]
     assert {k[0]: w for k, w in vs.table.items()} == {"198.18.2.11": 1}
+
+
+def stray(ip: str, port: int = 8080, weight: int = 3, method: str = "NAT"
+          ) -> RealServerSpec:
+    """A destination as the data plane reads it from the kernel (ipvs_plane.stray_spec)."""
+    return RealServerSpec(ip=ip, port=port, weight=weight, forwarding=Forwarding(method),
+                          inhibit=False, alpha=False, uthreshold=100, lthreshold=10,
+                          smtp_alert=False)
+
+
+def restarted(text: str, found: dict[str, RealServerSpec], now: float = 100.0,
+              drain_time: float = 30.0) -> tuple[E.Pool, E.VsKey, list[E.Action]]:
+    """A checker process starting at ``now`` over a kernel table holding the configured
+    servers and ``found`` (by address) under the configuration's only virtual server."""
+    pool = E.Pool(specs(text), rng=random.Random(1), drain_time=drain_time)
+    [key] = pool.servers
+    adopt = E.InKernel({(key, rs) for rs in pool.servers[key].reals},
+                       {(key, spec.key): spec for spec in found.values()})
+    return pool, key, pool.start(now, adopt=adopt)
+
+
+def weights(pool: E.Pool) -> dict[str, int]:
+    [(_, dests)] = pool.wanted().values()
+    return {rs[0]: weight for rs, (_, weight) in dests.items()}
+
+
+def test_a_restart_drains_a_server_the_kernel_has_and_the_configuration_not() -> None:
+    text = conf(tcp_rs("198.18.2.11", extra="smtp_alert"), vs_extra="omega")
+    pool, key, actions = restarted(text, {"198.18.2.12": stray("198.18.2.12")})
+    # at weight 0 from the start, as the kernel holds it otherwise (method, thresholds)
+    assert weights(pool) == {"198.18.2.11": 1, "198.18.2.12": 0}
+    [(_, dests)] = pool.wanted().values()
+    spec, _ = dests[("198.18.2.12", 8080)]
+    assert (spec.forwarding.method, spec.uthreshold, spec.lthreshold) == ("NAT", 100, 10)
+    logs = [a.text for a in actions if isinstance(a, E.Log)]
+    assert logs[:2] == ["service [198.18.2.12]:tcp:8080 no longer exist",
+                        f"Draining service [198.18.2.12]:tcp:8080 from VS [{VIP}]:tcp:80"]
+    # it was never up in this process and has no script: nothing said about it
+    assert not [a for a in actions if isinstance(a, E.RsNotify | E.RsMail)
+                and a.rs.ip == "198.18.2.12"]
+    assert pool.next_drain_deadline() == 130.0
+    stray_key = (key, ("198.18.2.12", 8080))
+    assert pool.drained(102.0, {stray_key: 2}) == []
+    assert weights(pool) == {"198.18.2.11": 1, "198.18.2.12": 0}
+    actions = pool.drained(104.0, {stray_key: 0})
+    assert [a.text for a in actions if isinstance(a, E.Log)] == \
+        [f"Removing service [198.18.2.12]:tcp:8080 from VS [{VIP}]:tcp:80 (drained)"]
+    assert E.TableChanged(key) in actions
+    assert weights(pool) == {"198.18.2.11": 1}
+    assert pool.next_drain_deadline() is None
+
+
+def test_a_restart_drain_ends_at_the_drain_time() -> None:
+    pool, key, _ = restarted(conf(tcp_rs("198.18.2.11")),
+                             {"198.18.2.12": stray("198.18.2.12", method="DR", port=80)})
+    stray_key = (key, ("198.18.2.12", 80))
+    pool.drained(129.9, {stray_key: 4})
+    assert weights(pool) == {"198.18.2.11": 1, "198.18.2.12": 0}
+    actions = pool.drained(130.0, {stray_key: 4})
+    assert [a.text for a in actions if isinstance(a, E.Log)] == \
+        [f"Removing service [198.18.2.12]:tcp:80 from VS [{VIP}]:tcp:80 "
+         "(drain time over, 4 connections cut)"]
+    assert weights(pool) == {"198.18.2.11": 1}
+
+
+def test_a_restart_adopts_servers_and_drains_the_strays_under_each_service() -> None:
+    # the configured servers and sorry server are never strays, whatever the data plane
+    # says; a server of one service found under another is drained there
+    text = conf(tcp_rs("198.18.2.11"), vs_extra="sorry_server 198.18.2.20 8080") + f"""
+    virtual_server {VIP} 81 {{
+        lb_kind NAT
+        protocol TCP
+        {tcp_rs("198.18.2.12")}
+    }}"""
+    pool = E.Pool(specs(text), drain_time=30.0)
+    vs80, vs81 = pool.servers
+    found = E.InKernel({(vs80, ("198.18.2.11", 8080))},
+                       {(vs80, ("198.18.2.11", 8080)): stray("198.18.2.11"),
+                        (vs80, ("198.18.2.20", 8080)): stray("198.18.2.20"),
+                        (vs81, ("198.18.2.11", 8080)): stray("198.18.2.11")})
+    pool.start(0.0, adopt=found)
+    table = {key[3]: {rs[0]: w for rs, (_, w) in dests.items()}
+             for key, (_, dests) in pool.wanted().items()}
+    assert table == {80: {"198.18.2.11": 1}, 81: {"198.18.2.12": 1, "198.18.2.11": 0}}
+    assert list(pool.servers[vs81].draining) == [("198.18.2.11", 8080)]
+
+
+def test_a_reload_that_brings_a_draining_stray_back_stops_its_drain() -> None:
+    pool, key, _ = restarted(conf(tcp_rs("198.18.2.11")), {"198.18.2.12": stray("198.18.2.12")})
+    report = pool.reload(specs(conf(tcp_rs("198.18.2.11") + tcp_rs("198.18.2.12"))), 101.0)
+    assert not [a for a in report.actions if isinstance(a, E.RsNotify)
+                and a.rs.ip == "198.18.2.12" and not a.up]
+    assert weights(pool) == {"198.18.2.11": 1, "198.18.2.12": 1}
+    assert pool.next_drain_deadline() is None
+    # and one that keeps it out keeps it draining, its deadline as it was
+    pool, key, _ = restarted(conf(tcp_rs("198.18.2.11")), {"198.18.2.12": stray("198.18.2.12")})
+    pool.reload(specs(conf(tcp_rs("198.18.2.11", extra="weight 2"))), 110.0)
+    assert weights(pool) == {"198.18.2.11": 2, "198.18.2.12": 0}
+    assert pool.next_drain_deadline() == 130.0
 
 
 def test_due_starts_at_most_limit_probes_and_keeps_the_rest_due() -> None:
