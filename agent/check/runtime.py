@@ -62,8 +62,9 @@ class DataPlane(Protocol):
 
     name: str
 
-    async def read(self, servers: list[VirtualServerSpec]) -> set[tuple[E.VsKey, E.RsKey]]:
-        """Read the kernel's table at start: the real servers of ours serving now."""
+    async def read(self, servers: list[VirtualServerSpec]) -> E.InKernel:
+        """Read the kernel's table at start: the real servers of ours serving now, and
+        those under our services the configuration no longer has, to drain."""
         ...
 
     async def apply(self, wanted: E.Wanted) -> None: ...

@@ -408,6 +408,20 @@ def test_without_a_data_plane_nothing_is_adopted_or_drained() -> None:
     assert isinstance(found, E.InKernel) and (set(found), found.strays) == (set(), {})
 
 
+class Healthy:
+    """Every check passes, known without connecting anywhere (TCP_CHECK's endpoint is
+    its result)."""
+
+    def known_endpoint(self, _spec: object) -> ProbeResult:
+        return ProbeResult(True)
+
+    def endpoint(self, *_: object) -> ProbeResult:
+        return ProbeResult(True)
+
+    async def __call__(self, *_: object) -> ProbeResult:
+        return ProbeResult(True)
+
+
 def test_a_restarted_checker_process_drains_a_stray_through_its_runtime(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     # the whole path a restart takes: read, the pool's start, the first table, then the
@@ -418,11 +432,8 @@ def test_a_restarted_checker_process_drains_a_stray_through_its_runtime(
     root = load("t.conf", text=textwrap.dedent(CONFIG)).root
     lvs, scripts = build_checked(root)
 
-    async def healthy(*_: object) -> ProbeResult:
-        return ProbeResult(True)
-
     async def run() -> None:
-        checker = runtime.CheckerRuntime(lvs, root, scripts, probe=healthy,
+        checker = runtime.CheckerRuntime(lvs, root, scripts, prober=Healthy(),
                                          dataplane=plane_with(table))
         await checker.start()
         assert table.services[WEB][1][DestKey("198.18.2.21", 8080)].weight == 0
