@@ -815,7 +815,14 @@ class Pool:
         after the drain time (keepalived deletes it at once: #1228)."""
         was_alive = rs.alive
         rs.alive = False
-        if rs.set:
+        if rs.set and self.drain_time <= 0:
+            # lvs_drain_time 0: out at once, as keepalived removes it
+            out.append(Log(f"Removing service {rs.spec.name(vs.spec.protocol)} from VS "
+                           f"{vs.spec.name}"))
+            vs.table.pop(rs.spec.key, None)
+            vs.destinations.pop(rs.spec.key, None)
+            rs.set = False
+        elif rs.set:
             out.append(Log(f"Draining service {rs.spec.name(vs.spec.protocol)} from VS "
                            f"{vs.spec.name}"))
             vs.table[rs.spec.key] = 0
@@ -839,6 +846,9 @@ class Pool:
             return                      # configured after all: the pool programs it
         name = spec.name(vs.spec.protocol)
         out.append(Log(f"service {name} no longer exist"))
+        if self.drain_time <= 0:        # not wanted: the first table deletes it
+            out.append(Log(f"Removing service {name} from VS {vs.spec.name}"))
+            return
         out.append(Log(f"Draining service {name} from VS {vs.spec.name}"))
         vs.table[key] = 0
         vs.destinations[key] = spec

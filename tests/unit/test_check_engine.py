@@ -504,6 +504,14 @@ def test_reload_drain_ends_at_the_drain_time() -> None:
     assert sim.table() == {"198.18.2.11": 1}
 
 
+def test_reload_with_drain_time_0_deletes_a_removed_server_at_once() -> None:
+    sim = Sim(conf(tcp_rs("198.18.2.11") + tcp_rs("198.18.2.12")), options={"drain_time": 0})
+    sim.run_until(2.0)
+    reload(sim, conf(tcp_rs("198.18.2.11")))
+    assert sim.table() == {"198.18.2.11": 1}
+    assert sim.pool.next_drain_deadline() is None
+
+
 def test_reload_applies_a_changed_weight_and_adds_a_new_server() -> None:
     sim = Sim(conf(tcp_rs("198.18.2.11")))
     reload(sim, conf(tcp_rs("198.18.2.11", extra="weight 4") + tcp_rs("198.18.2.12")))
@@ -609,6 +617,15 @@ def test_a_restart_drains_a_server_the_kernel_has_and_the_configuration_not() ->
         [f"Removing service [198.18.2.12]:tcp:8080 from VS [{VIP}]:tcp:80 (drained)"]
     assert E.TableChanged(key) in actions
     assert weights(pool) == {"198.18.2.11": 1}
+    assert pool.next_drain_deadline() is None
+
+
+def test_a_restart_with_drain_time_0_deletes_a_stray_at_once() -> None:
+    pool, _, actions = restarted(conf(tcp_rs("198.18.2.11")),
+                                 {"198.18.2.12": stray("198.18.2.12")}, drain_time=0)
+    assert weights(pool) == {"198.18.2.11": 1}
+    assert f"Removing service [198.18.2.12]:tcp:8080 from VS [{VIP}]:tcp:80" in \
+        [a.text for a in actions if isinstance(a, E.Log)]
     assert pool.next_drain_deadline() is None
 
 
