@@ -444,6 +444,11 @@ class Pool:
         c = rs.checkers[ref[2]]
         c.running = False
         c.last_result, c.last_error, c.last_time = ok, error, now
+        if ok and c.up and c.has_run and c.spec.kind == "TCP_CHECK":
+            # what comes thousands of times a second, in short (as _tcp_epilog)
+            c.retry_it = 0
+            self._schedule(ref, c, now + c.spec.delay_loop)
+            return []
         out: list[Action] = []
         if inconclusive:
             out.append(Log(f"{c.spec.kind} on service {_target(vs, rs, c.spec)}: {error} - "
