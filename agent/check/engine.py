@@ -239,8 +239,11 @@ class Pool:
         self.drain_time = drain_time
         self.no_checker_emails = no_checker_emails
         self.servers: dict[VsKey, VirtualServer] = {}
-        self._timers: list[tuple[float, int, CheckerRef, int]] = []
-        self._seq = 0
+        # the timers: a heap of the distinct times something is due (floats compare
+        # twice as fast as tuples, thousands of times a second) and what is due then,
+        # in the order it was scheduled
+        self._times: list[float] = []
+        self._due_at: dict[float, list[tuple[CheckerRef, int]]] = {}
         self._kept: set[Checker] = set()    # checkers carried over by the running reload
         for spec in specs:
             self.servers[spec.key] = self._new_vs(spec)
@@ -387,17 +390,27 @@ class Pool:
     def _schedule(self, ref: CheckerRef, c: Checker, when: float) -> None:
         c.next_run = when
         c.generation += 1
-        self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, ref, c.generation))
+        entries = self._due_at.get(when)
+        if entries is None:
+            self._due_at[when] = [(ref, c.generation)]
+            heapq.heappush(self._times, when)
+        else:
+            entries.append((ref, c.generation))
 
     def next_deadline(self) -> float | None:
         """When ``due`` has work next (None: nothing scheduled)."""
-        while self._timers:
-            when, _, ref, generation = self._timers[0]
-            found = self._lookup(ref)
-            if found is not None and found.generation == generation and not found.running:
-                return when
-            heapq.heappop(self._timers)
+        while self._times:
+            when = self._times[0]
+            entries = self._due_at[when]
+            while entries:
+                ref, generation = entries[0]
+                found = self._lookup(ref)
+                if found is not None and found.generation == generation and \
+                        not found.running:
+                    return when
+                del entries[0]          # stale: rescheduled or gone since
+            heapq.heappop(self._times)
+            del self._due_at[when]
         return None
 
     def _lookup(self, ref: CheckerRef) -> Checker | None:
@@ -409,25 +422,38 @@ class Pool:
 
     def earliest(self) -> float | None:
         """A lower bound of ``next_deadline()``, without looking anything up."""
-        return self._timers[0][0] if self._timers else None
+        return self._times[0] if self._times else None
 
     def due(self, now: float, limit: int | None = None) -> list[RunProbe]:
         """The probes to start now, at most ``limit`` (the rest stay due for the next
         call); a suspended checker only keeps its cadence."""
         out: list[RunProbe] = []
-        while self._timers and self._timers[0][0] <= now and \
-                (limit is None or len(out) < limit):
-            _, _, ref, generation = heapq.heappop(self._timers)
-            c = self._lookup(ref)
-            if c is None or c.generation != generation or c.running:
-                continue
-            if not c.enabled:
-                self._schedule(ref, c, now + c.spec.delay_loop)
-                continue
-            c.running = True
-            c.next_run = None
-            c.last_ran = now
-            out.append(RunProbe(ref, c.spec, c.url))
+        times, due_at = self._times, self._due_at
+        room = -1 if limit is None else limit   # probes still to start (-1: any number)
+        while times and times[0] <= now:
+            when = times[0]
+            entries = due_at[when]
+            taken = 0
+            for ref, generation in entries:
+                if room == 0:
+                    break
+                taken += 1
+                c = self._lookup(ref)
+                if c is None or c.generation != generation or c.running:
+                    continue
+                if not c.enabled:
+                    self._schedule(ref, c, now + c.spec.delay_loop)
+                    continue
+                c.running = True
+                c.next_run = None
+                c.last_ran = now
+                out.append(RunProbe(ref, c.spec, c.url))
+                room -= 1
+            if taken < len(entries):    # the limit: the rest stay due
+                del entries[:taken]
+                break
+            heapq.heappop(times)
+            del due_at[when]
         return out
 
     # -- results ---------------------------------------------------------------------------

@@ -688,3 +688,18 @@ def test_due_starts_at_most_limit_probes_and_keeps_the_rest_due() -> None:
     assert len(rest) == 3
     assert {p.ref[1] for p in first} | {p.ref[1] for p in rest} == \
         {(f"198.18.2.{i}", 8080) for i in range(11, 16)}
+
+
+def test_due_in_time_order_across_a_limit_and_each_probe_once() -> None:
+    # warmup spreads the first checks: several deadlines, cut by the limit anywhere
+    servers = "".join(tcp_rs(f"198.18.2.{i}", check="warmup 5") for i in range(11, 31))
+    pool = E.Pool(specs(conf(servers)), rng=random.Random(7))
+    pool.start(0.0)
+    planned = {ref[1][0]: c.next_run for ref, _, _, c in pool.checkers()}
+    started: list[str] = []
+    while batch := pool.due(10.0, limit=3):
+        assert len(batch) <= 3
+        started += [p.ref[1][0] for p in batch]
+    assert sorted(started) == sorted(planned)
+    assert [planned[ip] for ip in started] == sorted(planned.values())
+    assert pool.next_deadline() is None         # all running now
