@@ -208,6 +208,7 @@ async def connect(target: Target, timeout: float | None = None,
 
 CONNECTED = ProbeResult(True)
 _TROUBLE = select.EPOLLERR | select.EPOLLHUP
+_ONCE_WRITABLE = select.EPOLLOUT | select.EPOLLONESHOT
 
 
 class Connects:
@@ -264,17 +265,24 @@ class Connects:
         assert self._loop is not None, "attach() first"
         target = endpoint.target
         try:
-            sock, address = make_socket(target, endpoint, kind=raw_socket)
+            if endpoint.plain:          # the common case, without make_socket's layers
+                sock = raw_socket(endpoint.family, _NONBLOCKING_STREAM, socket.IPPROTO_TCP)
+            else:
+                sock, _ = make_socket(target, endpoint, kind=raw_socket)
         except ProbeFailure as failure:
             self._loop.call_soon(self._done, token, failure.result())
             return
-        code = sock.connect_ex(address)
+        except OSError as err:
+            self._loop.call_soon(self._done, token, ProbeResult(
+                False, f"cannot create socket: {describe_error(err)}", inconclusive=True))
+            return
+        code = sock.connect_ex(endpoint.address)
         if code != errno.EINPROGRESS:
             sock.close()
             self._loop.call_soon(self._done, token, refused_at_once(code) if code else CONNECTED)
             return
         fd = sock.fileno()
-        self._epoll.register(fd, select.EPOLLOUT | select.EPOLLONESHOT)
+        self._epoll.register(fd, _ONCE_WRITABLE)
         timeout = target.timeout
         self._pending[fd] = (sock, token, timeout)
         queue = self._deadlines.get(timeout)
