@@ -123,8 +123,7 @@ class CheckerProcess:
 
     async def snapshot(self) -> dict:
         from .snapshot import check_snapshot
-        plane = self.dataplane.describe() if hasattr(self.dataplane, "describe") else \
-            {"name": self.dataplane.name}
+        plane = self.dataplane.describe()
         counters = await self.dataplane.counters()
         return check_snapshot(self.runtime.pool, now=self.runtime.clock(), plane=plane,
                               counters=counters,

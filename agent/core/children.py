@@ -21,6 +21,7 @@ to 128 KiB each.  It must answer the requests ``snapshot``, ``reload`` and
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +31,27 @@ from typing import Any
 from ..config.model import Node
 
 Snapshot = dict[str, Any]
+
+
+def lazy(module: str, attribute: str) -> Callable[..., Any]:
+    """``module.attribute``, imported when first called: the parent loads only what it
+    uses of a child's code (its status lines, its metrics)."""
+    def call(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - whatever it returns
+        return getattr(importlib.import_module(module), attribute)(*args, **kwargs)
+    return call
+
+
+def build_refusals(module: str) -> Callable[[Node, str], list[str]]:
+    """A child's ``check``: the error its ``module.build_checked(root)`` raises as
+    ``module.BuildError`` for what the parser took but the child cannot run."""
+    def check(root: Node, path: str) -> list[str]:
+        build = importlib.import_module(module)
+        try:
+            build.build_checked(root)
+        except build.BuildError as err:
+            return [str(err)]
+        return []
+    return check
 
 
 def _no_errors(root: Node, path: str) -> list[str]:

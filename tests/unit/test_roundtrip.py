@@ -36,6 +36,11 @@ SPACED = st.builds(lambda a, b: f"{a} {b}", WORD, WORD)
 ADDRESSES = st.one_of(
     st.integers(0, 2**17 - 1).map(lambda i: str(ipaddress.ip_address("198.18.0.0") + i)),
     st.integers(0, 2**16).map(lambda i: str(ipaddress.ip_address("2001:db8::") + i)))
+def _not_a_brace(value: object) -> bool:
+    first = value[0] if isinstance(value, tuple) and value else value
+    return str(first).split(" ")[0] not in ("{", "}")
+
+
 # Words that the structured value types look for, so that generated lines parse.
 VOCABULARY = st.one_of(
     WORD, ADDRESSES, ADDRESSES.map(lambda a: a + ("/24" if ":" not in a else "/64")),
@@ -90,7 +95,9 @@ def kw_value(kw: Kw, depth: int) -> st.SearchStrategy[Any]:
         one = node_strategy(kw.block, depth + 1)
         return st.lists(one, min_size=1, max_size=2) if kw.repeat else one
     if kw.lines is not None:
-        return st.lists(value_strategy(kw.lines), min_size=0, max_size=3).map(tuple)
+        # a block's line cannot start with a brace: keepalived would take it for one
+        line = value_strategy(kw.lines).filter(_not_a_brace)
+        return st.lists(line, min_size=0, max_size=3).map(tuple)
     one = value_strategy(kw.arg)
     return st.lists(one, min_size=1, max_size=2) if kw.repeat else one
 
