@@ -333,7 +333,7 @@ class Connects:
         # connects that completed while the loop was busy elsewhere are not late
         self._ready()
         now = time.monotonic()
-        for timeout, queue in self._deadlines.items():
+        for timeout, queue in list(self._deadlines.items()):
             while queue and queue[0][0] <= now:
                 _, fd, sock = queue.popleft()
                 entry = self._pending.get(fd)
