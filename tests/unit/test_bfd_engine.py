@@ -283,21 +283,22 @@ def up_and_counting() -> tuple[Session, int]:
     return session, session.stats.rx
 
 
+# Each would take the Up session Down (or is a Down) if it were accepted; none may be.
 @pytest.mark.parametrize(("data", "reason"), [
     (b"", Discard.TRUNCATED),
-    (from_peer(UP, version=0), Discard.VERSION),
-    (from_peer(UP, length=23), Discard.LENGTH_TOO_SHORT),
-    (from_peer(UP, length=25, auth=True) + b"\0", Discard.LENGTH_TOO_SHORT),
-    (from_peer(UP)[:20], Discard.LENGTH_EXCEEDS_PAYLOAD),
-    (from_peer(UP, length=40), Discard.LENGTH_EXCEEDS_PAYLOAD),
-    (from_peer(UP, mult=0), Discard.DETECT_MULT_ZERO),
-    (from_peer(UP, multipoint=True), Discard.MULTIPOINT),
-    (packet.encode(Control(state=UP, my_discr=0, your_discr=LOCAL)), Discard.MY_DISCR_ZERO),
+    (from_peer(DOWN, version=0), Discard.VERSION),
+    (from_peer(DOWN, length=23), Discard.LENGTH_TOO_SHORT),
+    (from_peer(DOWN, length=25, auth=True) + b"\0", Discard.LENGTH_TOO_SHORT),
+    (from_peer(DOWN)[:20], Discard.LENGTH_EXCEEDS_PAYLOAD),
+    (from_peer(DOWN, length=40), Discard.LENGTH_EXCEEDS_PAYLOAD),
+    (from_peer(DOWN, mult=0), Discard.DETECT_MULT_ZERO),
+    (from_peer(DOWN, multipoint=True), Discard.MULTIPOINT),
+    (packet.encode(Control(state=DOWN, my_discr=0, your_discr=LOCAL)), Discard.MY_DISCR_ZERO),
     (from_peer(UP, your=0), Discard.YOUR_DISCR_ZERO),
     (from_peer(INIT, your=0), Discard.YOUR_DISCR_ZERO),
-    (from_peer(UP, your=LOCAL + 1), Discard.YOUR_DISCR_UNKNOWN),
-    (from_peer(UP, auth=True, length=28) + b"\x01\x04\x00\x00", Discard.AUTH),
-    (from_peer(DOWN, your=0, auth=True, length=28) + b"\x01\x04\x00\x00", Discard.AUTH),
+    (from_peer(DOWN, your=LOCAL + 1), Discard.YOUR_DISCR_UNKNOWN),
+    (from_peer(DOWN, auth=True, length=28) + b"\x01\x04\x00\x00", Discard.AUTH),
+    (from_peer(ADMIN_DOWN, your=0, auth=True, length=28) + b"\x01\x04\x00\x00", Discard.AUTH),
 ], ids=lambda v: v.name if isinstance(v, Discard) else None)
 def test_each_discard_is_counted_and_changes_nothing(data: bytes, reason: Discard) -> None:
     session, rx = up_and_counting()
@@ -603,10 +604,11 @@ def test_peer_poll_with_a_shorter_tx_keeps_our_detection_time_until_it_ends() ->
     session.receive(from_peer(DOWN, your=0, tx=S, rx=S), 0)
     session.receive(from_peer(UP, tx=S, rx=S), 10 * MS)
     assert session.detection_time_us == 3 * S
-    for t in range(1 * S, 6 * S, S):                        # P with 10 ms, once a second
-        session.fire(t - 1)
-        session.receive(from_peer(UP, poll=True, tx=10 * MS, rx=10 * MS), t)
-        assert session.state == UP and session.detection_time_us == 3 * S
+    polling = from_peer(UP, poll=True, tx=10 * MS, rx=10 * MS)
+    events = run(session, 10 * MS, 6 * S, peer=polling, every=S)   # at 1.01 s ... 5.01 s
+    assert [a for _, a in events if isinstance(a, StateChanged)] == []
+    assert len([a for _, a in events if isinstance(a, Control) and a.final]) == 5
+    assert session.state == UP and session.detection_time_us == 3 * S
     session.receive(from_peer(UP, tx=10 * MS, rx=10 * MS), 6 * S)   # its Poll is over
     assert session.detection_time_us == 30 * MS
 
