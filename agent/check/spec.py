@@ -107,6 +107,8 @@ class RealServerSpec:
     script_name: str = ""               # its key among the configuration's scripts
     checkers: tuple[CheckerSpec, ...] = ()
     skipped: tuple[str, ...] = ()       # checker kinds configured but not run yet
+    # its block, for what only the data dump shows (what was set here, not inherited)
+    node: Node | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -142,6 +144,8 @@ class VirtualServerSpec:
     sorry_inhibit: bool
     reals: tuple[RealServerSpec, ...]
     delay_loop: float = 60.0
+    # its block, for what only the data dump shows (what was set here, not inherited)
+    node: Node | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -302,7 +306,7 @@ def _real_server(node: Node, vs: Node, vs_spec: dict[str, Any], vs_label: str,
         smtp_global if smtp_global is not None else True,
         virtualhost=node.values.get("virtualhost"),
         script_name=f"{vs_label}/{_label(head)}",
-        checkers=tuple(checkers), skipped=tuple(skipped))
+        checkers=tuple(checkers), skipped=tuple(skipped), node=node)
 
 
 def _sorry(vs: Node, vs_spec: dict[str, Any]) -> RealServerSpec | None:
@@ -376,7 +380,7 @@ def _virtual_server(node: Node, smtp_global: bool | None,
         smtp_alert=bool(smtp) if smtp is not None else bool(smtp_global),
         virtualhost=node.values.get("virtualhost"), script_name=label,
         sorry=_sorry(node, base), sorry_inhibit="sorry_server_inhibit" in node.values,
-        reals=tuple(reals), delay_loop=float(node.values.get("delay_loop", 60.0)))
+        reals=tuple(reals), delay_loop=float(node.values.get("delay_loop", 60.0)), node=node)
 
 
 def build(root: Node) -> LvsConfig:

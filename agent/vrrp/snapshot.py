@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import grp
 import os
-import pwd
 import socket
 import time
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING, Any
 
-from ..config.keywords_vrrp import GLOBAL_DEFS
 from ..config.model import Node
+from ..core.global_dump import global_snapshot as _global_snapshot
 from . import engine as e
 from .firewall import TABLE as FIREWALL_TABLE
 from .kernel import (
@@ -103,132 +101,10 @@ def instance_nodes(root: Node | None) -> dict[str, Node]:
 # -- global_defs -------------------------------------------------------------------
 
 def global_snapshot(root: Node | None, firewall: bool = False) -> dict[str, Any]:
-    """The global settings keepalived's dumps print, keepalived 2.2.7's defaults filled in.
-
-    Keys are the global_defs keywords.  ``configured`` lists the keywords the
-    file sets, so a reader can tell a default from a choice.  ``nftables*``
-    describe the agent's own accept-mode firewall when it has one.
-    """
-    blocks = root.blocks("global_defs") if root is not None else []
-    g = blocks[0] if blocks else None
-
-    def get(name: str, default: Any = None) -> Any:
-        value = g.get(name) if g is not None else GLOBAL_DEFS.keyword(name).default
-        return default if value is None else value
-
-    def flag(name: str) -> bool:
-        return bool(get(name, False))
-
-    garp_delay = get("vrrp_garp_master_delay")
-    garp_repeat = get("vrrp_garp_master_repeat")
-    extra_if = get("vrrp_garp_extra_if", (False, 0))
-    rx_policy = get("vrrp_rx_bufs_policy")
-    uid_gid = _script_user(get("script_user"), flag("enable_script_security"))
-    out: dict[str, Any] = {
-        "net_namespace": root.values.get("net_namespace") if root is not None else None,
-        "net_namespace_ipvs": root.values.get("net_namespace_ipvs") if root is not None
-        else None,
-        "instance": root.values.get("instance") if root is not None else None,
-        "router_id": get("router_id") or os.uname().nodename,
-        "smtp_alert": get("smtp_alert"),
-        "smtp_alert_vrrp": get("smtp_alert_vrrp"),
-        "smtp_alert_checker": get("smtp_alert_checker"),
-        "checker_log_all_failures": flag("checker_log_all_failures"),
-        "data_use_instance": flag("data_use_instance"),
-        "dynamic_interfaces": get("dynamic_interfaces") is not None,
-        "allow_if_changes": get("dynamic_interfaces") == "allow_if_changes",
-        "default_interface": get("default_interface"),
-        "disable_local_igmp": flag("disable_local_igmp"),
-        "lvs_flush": flag("lvs_flush"),
-        "lvs_flush_on_stop": {None: "disabled", "FULL": "full"}.get(
-            get("lvs_flush_on_stop"), get("lvs_flush_on_stop")),
-        "fifo_write_vrrp_states_on_reload": flag("fifo_write_vrrp_states_on_reload"),
-        "vrrp_notify_priority_changes": flag("vrrp_notify_priority_changes"),
-        "vrrp_mcast_group4": str(get("vrrp_mcast_group4")),
-        "vrrp_mcast_group6": str(get("vrrp_mcast_group6")),
-        "vrrp_garp_master_delay": garp_delay,
-        "vrrp_garp_master_repeat": garp_repeat,
-        "vrrp_garp_master_refresh": get("vrrp_garp_master_refresh"),
-        "vrrp_garp_master_refresh_repeat": get("vrrp_garp_master_refresh_repeat"),
-        # keepalived's VRRP process takes the master values for these when unset
-        "vrrp_garp_lower_prio_delay": get("vrrp_garp_lower_prio_delay", garp_delay),
-        "vrrp_garp_lower_prio_repeat": get("vrrp_garp_lower_prio_repeat", garp_repeat),
-        "vrrp_down_timer_adverts": get("vrrp_down_timer_adverts"),
-        "vrrp_garp_extra_if": extra_if[1],
-        "vrrp_garp_extra_if_all": bool(extra_if[0]),
-        "vrrp_lower_prio_no_advert": flag("vrrp_lower_prio_no_advert"),
-        "vrrp_higher_prio_send_advert": flag("vrrp_higher_prio_send_advert"),
-        "vrrp_garp_interval": float(get("vrrp_garp_interval", 0.0)),
-        "vrrp_gna_interval": float(get("vrrp_gna_interval", 0.0)),
-        "vrrp_version": get("vrrp_version"),
-        "nftables": FIREWALL_TABLE if firewall else None,
-        "nftables_priority": FIREWALL_CHAIN_PRIORITY,
-        "nftables_ifindex": False,          # our sets hold addresses only
-        "nftables_counters": False,         # our rules count nothing
-        "vrrp_check_unicast_src": flag("vrrp_check_unicast_src"),
-        "vrrp_skip_check_adv_addr": flag("vrrp_skip_check_adv_addr"),
-        "vrrp_strict": flag("vrrp_strict"),
-        "max_auto_priority": get("max_auto_priority", 0),
-        "min_auto_priority_delay": get("min_auto_priority_delay", 1_000_000),
-        "snmp_socket": get("snmp_socket"),
-        "enable_script_security": flag("enable_script_security"),
-        "script_uid": uid_gid[0] if uid_gid else None,
-        "script_gid": uid_gid[1] if uid_gid else None,
-        "vrrp_rx_bufs_policy": " ".join(str(w) for w in rx_policy) if rx_policy else None,
-        "vrrp_rx_bufs_multiplier": get("vrrp_rx_bufs_multiplier"),
-        "umask": process_umask(),
-        "vrrp_startup_delay": get("vrrp_startup_delay"),
-        "log_unknown_vrids": flag("log_unknown_vrids"),
-        "vmac_prefix": get("vmac_prefix"),
-        "vmac_addr_prefix": get("vmac_addr_prefix"),
-        "rs_init_notifies": flag("rs_init_notifies"),
-        "no_checker_emails": flag("no_checker_emails"),
-        "state_dump_file": get("state_dump_file"),
-        "stats_dump_file": get("stats_dump_file"),
-        "json_dump_file": get("json_dump_file"),
-    }
-    for process in ("vrrp", "checker", "bfd"):
-        out[f"{process}_priority"] = get(f"{process}_priority", 0)
-        out[f"{process}_no_swap"] = flag(f"{process}_no_swap")
-        out[f"{process}_rt_priority"] = get(f"{process}_rt_priority", 0)
-        out[f"{process}_rlimit_rttime"] = get(f"{process}_rlimit_rttime")
-    for prefix in ("vrrp_netlink_cmd", "vrrp_netlink_monitor", "process_monitor",
-                   "lvs_netlink_cmd", "lvs_netlink_monitor"):
-        out[f"{prefix}_rcv_bufs"] = get(f"{prefix}_rcv_bufs", 0)
-        out[f"{prefix}_rcv_bufs_force"] = flag(f"{prefix}_rcv_bufs_force")
-    out["configured"] = sorted(g.values) if g is not None else []
-    return out
-
-
-def _script_user(words: Sequence[str] | None, security: bool) -> tuple[int, int] | None:
-    """keepalived's default script uid:gid; None where 2.2.7 prints no line."""
-    try:
-        if words:
-            user = pwd.getpwnam(words[0])
-            gid = grp.getgrnam(words[1]).gr_gid if len(words) > 1 else user.pw_gid
-            return user.pw_uid, gid
-        try:
-            user = pwd.getpwnam("keepalived_script")
-            return user.pw_uid, user.pw_gid
-        except KeyError:
-            # 2.2.7 falls back to its own ids, unless script security makes that an error
-            return None if security else (os.getuid(), os.getgid())
-    except KeyError:
-        return None
-
-
-def process_umask() -> int:
-    """The umask we run with, read without changing it."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    old = os.umask(0o022)           # no /proc: the only other way is set-and-restore
-    os.umask(old)
-    return old
+    """The global settings keepalived's dumps print (core/global_dump.py); ``firewall``:
+    the agent's own accept-mode firewall is on, its table is named."""
+    return _global_snapshot(root, FIREWALL_TABLE if firewall else None,
+                            FIREWALL_CHAIN_PRIORITY)
 
 
 # -- one instance ------------------------------------------------------------------

@@ -1,28 +1,31 @@
 """Load balancing side by side with keepalived 2.2.7, run inside the test VM (tests/vm/)
 by test_lb_vm.py, all in one boot.
 
-``python -m tests.integration.lb_vm_batch OUTDIR`` builds two identical, independent
+``python -m tests.integration.lb_vm_batch OUTDIR TLSDIR`` builds two identical, independent
 load-balancing setups, one per director: ``py`` runs keepalived-py, ``ka`` keepalived
 2.2.7.  Each has a director namespace (its own IPVS table; the VIP on its client-side
 interface, there is no VRRP), real servers 198.18.2.11-13 and a sorry server .20
-(busybox httpd, their default route via the director for NAT) and a client.  Both
-read the same configuration text (only the directory of their files differs).
+(busybox httpd, their default route via the director for NAT), an HTTPS server on
+.13:8443 (``HTTPS_SERVER``, for SSL_GET) and a client.  Both read the same
+configuration text (only the directory of their files differs).
 
 Then a script of events is applied to both setups in the same way (a server
-stopped, a page gone, a digest broken, MISC_CHECK exit codes, FILE_CHECK values, a
-quorum crossing, reloads, shutdowns); after each one both are left to settle and
-what each shows is recorded: its IPVS table as ``ipvsadm -Ln`` prints it (normalised:
-services and real servers sorted, with forward method and weight; the connection
-counters dropped), the lines written to its lvs_notify_fifo and the lines its
-notify scripts appended.  Last come the client-visible figures, on a fresh start
-of both: the time a failing server takes to leave the table, a reload removing a
-server under client traffic, and our checker process killed under client traffic.
+stopped, a page gone, a digest broken, the HTTPS server stopped and its digested page
+changed, MISC_CHECK exit codes, FILE_CHECK values, a quorum crossing, reloads,
+shutdowns); after each one both are left to settle and what each shows is recorded:
+its IPVS table as ``ipvsadm -Ln`` prints it (normalised: services and real servers
+sorted, with forward method and weight; the connection counters dropped), the lines
+written to its lvs_notify_fifo and the lines its notify scripts appended.  Two events
+send SIGUSR1 to both checker processes and keep their keepalived_check.data.  Last
+come the client-visible figures, on a fresh start of both: the time a failing server
+takes to leave the table, a reload removing a server under client traffic, and our
+checker process killed under client traffic.
 
 The expected results are in ``EVENTS`` (what our side must show); the assertions
 are in test_lb_vm.py, on the host.  Here nothing is asserted: a step that cannot go
 on is recorded as an error.  Only the standard library is imported (Python in the VM
 is slow), the daemons are separate processes.  Results: ``OUTDIR/lb.json``, and the
-daemons' logs under ``OUTDIR/logs``.
+daemons' logs under ``OUTDIR/logs``, the data dumps under ``OUTDIR/dumps``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +53,7 @@ AGENT = REPO / ".venv" / "bin" / "keepalived-py"
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 SIDES = ("py", "ka")
 RUN = Path("/run/lb")
+TLS_DIR: Path | None = None     # the HTTPS server's cert.pem and key.pem (main's 2nd argument)
 
 VIP = "198.18.1.10"
 DIRECTOR_SERVER_SIDE = "198.18.2.1"
@@ -60,6 +65,19 @@ BAD_BODY = b"<html>a page someone changed</html>\n"
 OTHER_BAD_BODY = b"<html>changed again</html>\n"
 DIGEST = hashlib.md5(GOOD_BODY).hexdigest()
 
+# The HTTPS real server (``HTTPS_SERVER``) on .13, serving files from a directory of its
+# own.  Its certificate and key are made on the host (test_lb_vm.py) and passed as the
+# batch's second argument: a directory holding cert.pem and key.pem.
+HTTPS_OCTET = "13"
+HTTPS_PORT = 8443
+SNI_NAME = "www.lb.test"
+SSL_BODY = b"<html>served over TLS</html>\n"
+SSL_OTHER_BODY = b"<html>served over TLS, changed</html>\n"
+SSL_DIGEST = hashlib.md5(SSL_BODY).hexdigest()
+# the real-server port of each virtual server (the others' servers listen on 8080)
+RS_PORTS = {85: HTTPS_PORT}
+
+DUMP_TIMEOUT = 20.0         # seconds for a checker process to write its data dump
 QUIET = 1.5                 # seconds without any change before an event counts as settled
 POLL = 0.1                  # seconds between two ipvsadm polls while events settle
 FAST_POLL = 0.05            # ... while a figure is measured
@@ -118,6 +136,24 @@ TCP_CHECK = """        TCP_CHECK {
 """
 
 
+def ssl_get(path: str, check: str, extra: str = "") -> str:
+    """An SSL_GET of one url.  connect_timeout 5 s (keepalived's default), which covers
+    the connect and the TLS handshake: in the loaded VM the server saw our handshakes
+    take 0.3 s on average and up to 1.8 s (keepalived's 0.15 s): our event loop,
+    Python on an emulated CPU, answers each handshake message late.  The events fail
+    the server at once (refused, a wrong digest): the timeout does not slow them."""
+    return f"""        SSL_GET {{
+            url {{
+                path {path}
+                {check}
+            }}
+            connect_timeout 5
+            retry 1
+            delay_before_retry 1
+{extra}        }}
+"""
+
+
 @dataclass(frozen=True)
 class Phase1:
     """What the first configuration is made of; the reload events change one thing."""
@@ -169,6 +205,23 @@ virtual_server {VIP} 84 {{
     }}
 }}
 """ if self.has_e else ""
+        # :85, over TLS: one server, two SSL_GETs (a real server is up only while
+        # both pass): a digested page fetched with SNI, and a page with a status range
+        ssl_checks = (ssl_get("/ssl.html", f"digest {SSL_DIGEST}\n                status_code 200",
+                              f"            enable_sni\n            virtualhost {SNI_NAME}\n")
+                      + ssl_get("/status.html", "status_code 200-299"))
+        vs_f = f"""
+virtual_server {VIP} 85 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    warmup 0
+    real_server {SERVERS[HTTPS_OCTET]} {HTTPS_PORT} {{
+        weight 2
+{notify(d, 'G13')}{ssl_checks}    }}
+}}
+"""
         return f"""global_defs {{
     router_id lb
     script_user root
@@ -248,7 +301,7 @@ virtual_server {VIP} 82 {{
         }}
     }}
 }}
-{vs_d}{vs_e}"""
+{vs_d}{vs_e}{vs_f}"""
 
 
 def phase2_text(d: Path, with_11: bool = True) -> str:
@@ -492,6 +545,61 @@ def file_reader(path: Path) -> Callable[[], bytes]:
     return read
 
 
+# The HTTPS real server: a thread per connection, so that connections are served side by
+# side as a real server serves them, and only the ssl and threading modules to import (it
+# is started again by an event, and asyncio alone takes seconds to import in the VM).
+# ``openssl s_server -WWW`` was tried first: it serves one connection at a time and
+# lingers up to 0.5 s after each, so in the loaded VM a slow client (ours) made the next
+# one time out, each timed-out probe left a dead connection it still handshook, and it
+# fell behind for 10-20 s.  One line per request: the SNI name and the path.
+HTTPS_SERVER = r"""
+import socket, ssl, sys, threading, time
+cert, key, www, log, address, port = sys.argv[1:7]
+out = open(log, "a", buffering=1)
+names = {}
+
+def on_sni(sslobj, name, context):
+    names[id(sslobj)] = name
+
+def serve(conn):
+    try:
+        conn.settimeout(10)
+        tls = context.wrap_socket(conn, server_side=True)
+        sni = names.pop(id(tls), None)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = tls.recv(4096)
+            if not data:
+                return
+            head += data
+        path = head.split(b" ", 2)[1].decode()
+        out.write(f"{time.monotonic():.3f} {sni or '-'} {path}\n")
+        try:
+            with open(www + path, "rb") as f:
+                body, status = f.read(), "200 OK"
+        except OSError:
+            body, status = b"not found\n", "404 Not Found"
+        tls.sendall(f"HTTP/1.0 {status}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body)
+        tls.close()
+    except (OSError, ValueError, IndexError):
+        pass
+    finally:
+        conn.close()
+
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+context.sni_callback = on_sni
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind((address, int(port)))
+listener.listen(64)
+out.write(f"{time.monotonic():.3f} ready\n")
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
 _STAMP = re.compile(r"^\w{3} \w{3} +\d+ [\d:.]+ \d{4}: ")
 
 SNIFFER = r"""
@@ -530,6 +638,7 @@ class Side:
     fifo: Lines | None = None
     notify: Lines | None = None
     shells: dict[str, Shell] = field(default_factory=dict)
+    https_starts: int = 0
 
     def __post_init__(self) -> None:
         self.dir = RUN / self.name
@@ -544,6 +653,11 @@ class Side:
 
     def www(self, octet: str) -> Path:
         return self.dir / f"www{octet}"
+
+    @property
+    def www_tls(self) -> Path:
+        """What the HTTPS server serves (its working directory)."""
+        return self.dir / "www-tls"
 
     def shell(self, ns: str) -> Shell:
         if ns not in self.shells:
@@ -580,6 +694,10 @@ class Side:
             (www / "status.html").write_text("ok\n")
             (www / "digest.html").write_bytes(BAD_BODY)
             self.start_httpd(octet)
+        self.www_tls.mkdir()
+        (self.www_tls / "ssl.html").write_bytes(SSL_BODY)
+        (self.www_tls / "status.html").write_text("ok\n")
+        self.start_https()
         (self.dir / "notify.sh").write_text(
             f"#!/bin/sh\necho \"$*\" >> {self.dir}/notify.log\n")
         # exits with the number in misc_<VS>, or hangs when it says "sleep"; only
@@ -612,6 +730,39 @@ class Side:
         proc = self.httpd.pop(octet)
         proc.kill()
         proc.wait()
+
+    def start_https(self) -> None:
+        """The HTTPS server (``HTTPS_SERVER``): each request a file of ``www_tls`` read
+        anew (a changed body is served at once), with its Content-Length, the
+        connection closed after it; the SNI name and path logged to https.log."""
+        assert TLS_DIR is not None
+        self.https_starts += 1
+        # -S: no site-packages to scan, it starts sooner in the slow VM
+        with (self.dir / "https.out").open("a") as output:
+            self.httpd["https"] = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns(HTTPS_OCTET), sys.executable, "-S", "-c",
+                 HTTPS_SERVER, str(TLS_DIR / "cert.pem"), str(TLS_DIR / "key.pem"),
+                 str(self.www_tls), str(self.dir / "https.log"), SERVERS[HTTPS_OCTET],
+                 str(HTTPS_PORT)],
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+
+    def wait_https(self, timeout: float = 30.0) -> None:
+        """Until the HTTPS server started last says it listens."""
+        end = time.monotonic() + timeout
+        while self.https_lines().count("ready") < self.https_starts:
+            if time.monotonic() > end:
+                raise RuntimeError("the HTTPS server did not start")
+            time.sleep(0.1)
+
+    def https_lines(self) -> list[str]:
+        """What the HTTPS server logged: ``ready``, and ``SNI PATH`` per request."""
+        path = self.dir / "https.log"
+        if not path.exists():
+            return []
+        return [line.split(" ", 1)[1] for line in path.read_text().splitlines() if " " in line]
+
+    def stop_https(self) -> None:
+        self.stop_httpd("https")
 
     # -- the daemon -------------------------------------------------------------------
     @property
@@ -673,6 +824,16 @@ class Side:
             code = None
         self.daemon = None
         return code
+
+    @property
+    def data_dump_file(self) -> Path:
+        """Where its checker process writes keepalived_check.data ($TMPDIR is our
+        directory): ours puts the name of the namespace it runs in into the file's name
+        (an agent known by a namespace, agent/check/dumps.py), keepalived only with
+        ``data_use_instance`` and a configured namespace or instance name."""
+        if self.name == "py":
+            return self.dir / f"keepalived_check.{self.director}.data"
+        return self.dir / "keepalived_check.data"
 
     def checker_pid(self) -> int | None:
         path = self.dir / ("checkers.pid" if self.name == "py" else "chk.pid")
@@ -814,6 +975,8 @@ class Lab:
             figures = json.loads(previous.read_text()).get("figures")
         data["figures"] = figures or {}
         data["loadavg_vm"] = Path("/proc/loadavg").read_text().split()[:3]
+        # the HTTPS server's requests, by SNI name and path
+        data["https"] = {s.name: dict(Counter(s.https_lines())) for s in self.sides.values()}
         data["stalls"] = {"worst": round(STALLS.worst, 2), "over_half_a_second":
                           [(round(at, 2), round(late, 2)) for at, late in STALLS.stalls
                            if late > 0.5][-50:]}
@@ -860,12 +1023,13 @@ def _stop(lab: Lab) -> None:
 
 
 Servers = dict[str, int]
-"""The real servers of a virtual server (all NAT, port 8080): last octet -> weight."""
+"""The real servers of a virtual server (all NAT, port 8080 or ``RS_PORTS``'s): last octet
+-> weight."""
 
 
 def table_of(services: dict[int, tuple[str, Servers]]) -> Table:
     """A normalised table from ``{port: (scheduler, {octet: weight})}``."""
-    return {svc(port, scheduler): {rs(octet): f"Masq {weight}"
+    return {svc(port, scheduler): {rs(octet, RS_PORTS.get(port, 8080)): f"Masq {weight}"
                                    for octet, weight in sorted(servers.items())}
             for port, (scheduler, servers) in sorted(services.items())}
 
@@ -882,6 +1046,8 @@ START: dict[int, tuple[str, Servers]] = {
     82: ("rr", {"11": 10, "12": 10, "13": 10}),
     # :84 MISC_CHECK misc_dynamic, weight 2
     84: ("rr", {"11": 2}),
+    # :85 two SSL_GETs on .13:8443 (non-alpha), weight 2
+    85: ("rr", {"13": 2}),
 }
 
 
@@ -917,6 +1083,10 @@ def _misc(vs: str, status: str) -> Callable[[Lab], None]:
     return _write(lambda s: s.dir / f"misc_{vs}", f"{status}\n".encode())
 
 
+def _https(up: bool) -> Callable[[Lab], None]:
+    return lambda lab: lab.each(lambda s: s.start_https() if up else s.stop_https())
+
+
 def _stopped(octet: str) -> Callable[[Lab], None]:
     return lambda lab: lab.each(lambda s: s.stop_httpd(octet))
 
@@ -927,6 +1097,39 @@ def _started(octet: str) -> Callable[[Lab], None]:
 
 def _page_gone(lab: Lab) -> None:
     lab.each(lambda s: (s.www("11") / "status.html").unlink())
+
+
+def _dump(label: str) -> Callable[[Lab], None]:
+    """SIGUSR1 to both checker processes; their keepalived_check.data kept as
+    ``OUTDIR/dumps/LABEL-SIDE.data``."""
+    def act(lab: Lab) -> None:
+        target = lab.out / "dumps"
+        target.mkdir(exist_ok=True)
+        files = {side.name: side.data_dump_file for side in lab.sides.values()}
+        for side in lab.sides.values():
+            files[side.name].unlink(missing_ok=True)
+            pid = side.checker_pid()
+            if pid is None:
+                raise RuntimeError(f"{side.name}: no checker pid")
+            os.kill(pid, signal.SIGUSR1)
+        for name, path in files.items():
+            wait_written(path, DUMP_TIMEOUT)
+            shutil.copy(path, target / f"{label}-{name}.data")
+    return act
+
+
+def wait_written(path: Path, timeout: float) -> None:
+    """Until ``path`` exists and its size stayed the same for a while: keepalived writes
+    its dump in place (fopen, fprintf, fclose), not by a rename."""
+    end = time.monotonic() + timeout
+    size = -1
+    while time.monotonic() < end:
+        now = path.stat().st_size if path.exists() else -1
+        if now > 0 and now == size:
+            return
+        size = now
+        time.sleep(0.3)
+    raise RuntimeError(f"{path} was not written within {timeout:.0f} s")
 
 
 script = Script()
@@ -951,6 +1154,14 @@ script.add("digest_changed", "the body under the digest changes: inhibit_on_fail
            ".13 at weight 0 instead of removing it",
            _write(lambda s: s.www("13") / "digest.html", OTHER_BAD_BODY),
            changes={80: {"11": 3, "12": 2, "13": 0}})
+script.add("https_server_stopped", "the HTTPS server of :85 stops: both SSL_GETs fail, "
+           ".13:8443 out of :85", _https(False), changes={85: {}})
+script.add("https_server_back", "it starts again: both SSL_GETs pass, back at weight 2",
+           _https(True), changes={85: {"13": 2}})
+script.add("https_digest_changed", "the page under the SSL_GET's digest changes: out of :85",
+           _write(lambda s: s.www_tls / "ssl.html", SSL_OTHER_BODY), changes={85: {}})
+script.add("https_digest_fixed", "the digested body is back: back at weight 2",
+           _write(lambda s: s.www_tls / "ssl.html", SSL_BODY), changes={85: {"13": 2}})
 script.add("file_value_3", "the track file says 3: weight 2 -> 10 + 6, weight 1 reverse -> "
            "10 - 3, weight 0 -> down (removed)",
            _write(lambda s: s.dir / "track", b"3\n"), changes={82: {"11": 16, "12": 7}})
@@ -965,6 +1176,8 @@ script.add("misc_ok_quorum_gained", "it exits 0: .11 up, quorum back: the pool r
            changes={81: {"11": 2, "13": 2, "20": 0}})
 script.add("misc_dynamic_weight", "MISC_CHECK misc_dynamic of :84 exits 7: weight 7 - 2 = 5",
            _misc("E", "7"), changes={84: {"11": 5}})
+script.add("dump_data", "SIGUSR1 to both checker processes: keepalived_check.data compared; "
+           "nothing else changes", _dump("dump_data"))
 script.add("misc_timeout", "the script hangs: killed after misc_timeout, .11 down",
            _misc("E", "sleep"), changes={84: {}})
 script.add("misc_ok_after_timeout", "it exits 0 again: .11 up at its configured weight 2 "
@@ -988,6 +1201,8 @@ script.add("reload_scheduler_changed", "reload changing :80's lb_algo wrr -> wlc
            _reload(a_scheduler="wlc"), scheduler={80: "wlc"}, reload=True)
 script.add("reload_weight_changed", "reload changing .11's weight in :80, 3 -> 5",
            _reload(a_weight_11=5), changes={80: {"11": 5, "13": 0}}, reload=True)
+script.add("dump_data_after_reloads", "SIGUSR1 again, after the reloads",
+           _dump("dump_data_after_reloads"))
 EVENTS: list[Event] = [
     *script.events,
     Event("shutdown_default", "a service made with ipvsadm is added, then both stop "
@@ -1267,8 +1482,10 @@ STALLS = StallWatch()
 
 
 def main() -> int:
+    global TLS_DIR
     STALLS.start()
     out = Path(sys.argv[1])
+    TLS_DIR = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     run("modprobe", "-a", "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_wlc")
@@ -1278,6 +1495,9 @@ def main() -> int:
     timings: dict[str, float] = {}
     try:
         lab.each(Side.build)
+        # the HTTPS servers listen before the daemons start: their first checks must
+        # find them (both started first, then waited for: Python starts slowly here)
+        lab.each(Side.wait_https)
         timings["setup"] = round(time.monotonic() - began, 2)
         for event in EVENTS:
             lab.apply(event)
