@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 
 ANCHOR = "check-data-dump"                  # the differences' entry in docs/lb-differences.md
-CONFIG_ANCHOR = "check-dump-needs-config"
 # values of the moment: when a MISC_CHECK last started its script
 TIME_LINES = re.compile(r"^(   Last ran = ).*$")
 
@@ -84,30 +83,13 @@ def comparable(ours: list[str], theirs: list[str]) -> tuple[list[str], list[str]
             _without_reloaded_previous_weight(theirs))
 
 
-# What our snapshot carries only when the checker process passes it the configuration
-# (check_snapshot's root and scripts): the sections and lines keepalived's dump has
-# from it.  See docs/lb-differences.md, check-dump-needs-config.
 CONFIG_SECTIONS = ("------< Global definitions >------", "------< SSL definitions >------",
                    "------< Checker track files >------")
-CONFIG_LINES = ("     RS up notify script = ", "     RS down notify script = ",
-                "   Quorum up notify script = ", "   Quorum down notify script = ",
-                "   script = ", "   uid:gid = ")
 
 
 def has_config_parts(lines: list[str]) -> bool:
+    """The dump has what keepalived's has from the configuration (not only the engine)."""
     return CONFIG_SECTIONS[0] in lines
-
-
-def without_config_parts(lines: list[str]) -> list[str]:
-    out = []
-    skipping = False
-    for line in lines:
-        if line.startswith("------< "):
-            skipping = line in CONFIG_SECTIONS
-        if skipping or line.startswith(CONFIG_LINES):
-            continue
-        out.append(line)
-    return out
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,12 @@ from ..core.daemon import (
 from ..core.ipc import Message
 from ..core.paths import AgentKey, write_atomic, write_pid_file
 from ..host.scripts import ConfigScripts
+from . import dumps
 from .build import BuildError, build_checked
 from .dataplane import NoDataPlane
 from .probing import Prober
 from .runtime import CheckerRuntime, DataPlane, Settings
+from .snapshot import check_snapshot
 from .spec import LvsConfig
 
 log = logging.getLogger("keepalived_py")
@@ -121,14 +123,16 @@ class CheckerProcess:
         log.info("Stopped")
         return 0
 
-    async def snapshot(self) -> dict:
-        from .snapshot import check_snapshot
+    async def snapshot(self, *, detail: bool = False) -> dict:
+        """The status (``detail``: with every setting the dumps print)."""
         plane = self.dataplane.describe()
         counters = await self.dataplane.counters()
         return check_snapshot(self.runtime.pool, now=self.runtime.clock(), plane=plane,
                               counters=counters,
                               fifo_lines=self.runtime.notifications.lines,
-                              probes_run=self.runtime.probes_run)
+                              probes_run=self.runtime.probes_run,
+                              root=self.config.result.root, scripts=self.config.scripts,
+                              detail=detail)
 
     async def _snapshot(self, message: Message) -> Message:
         return {"ok": True, "result": await self.snapshot()}
@@ -164,13 +168,12 @@ class CheckerProcess:
                     "unchanged": len(report.unchanged)}
 
     async def dump(self, kind: str) -> Message:
-        from . import dumps
         async with self._busy:
             if kind not in ("data", "json"):
                 return {"ok": False, "error": f"unknown dump {kind!r}"}
             log.info("Printing checker %s for process(%d) on signal",
                      "data" if kind == "data" else "as json", os.getpid())
-            snap = await self.snapshot()
+            snap = await self.snapshot(detail=True)
             path = dumps.dump_path(kind, self.opts.key)
             text = dumps.data_dump(snap) if kind == "data" else dumps.json_dump(snap)
             write_atomic(path, text)

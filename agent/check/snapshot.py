@@ -36,15 +36,19 @@ CONNECTING = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "DNS_CHECK", "UD
 def check_snapshot(pool: E.Pool, *, now: float, plane: dict[str, Any],
                    counters: dict[E.VsKey, dict[str, Any]],
                    fifo_lines: list[str], probes_run: int, root: Node | None = None,
-                   scripts: ConfigScripts | None = None) -> dict[str, Any]:
+                   scripts: ConfigScripts | None = None, detail: bool = False,
+                   ) -> dict[str, Any]:
     """``now``: the monotonic clock the pool runs on; counters: the data plane's
-    per-service figures (``dests`` by real-server key); ``root`` and ``scripts``: the
-    running configuration, for the parts of the data dump only it has."""
+    per-service figures (``dests`` by real-server key).  ``detail``: also every setting
+    keepalived_check.data prints, for the dumps (six times the work, at 10,000 real
+    servers most of a second of the checker's loop: the status leaves it out);
+    ``root`` and ``scripts``: the running configuration, for the parts of the data
+    dump only it has."""
     wall = time.time() - now
     servers = []
     for vs in pool.servers.values():
         kernel = counters.get(vs.key, {})
-        reals = [_real(vs, rs, kernel.get("dests", {}).get(key), wall, now, scripts)
+        reals = [_real(vs, rs, kernel.get("dests", {}).get(key), wall, now, scripts, detail)
                  for key, rs in vs.reals.items()]
         for key, d in vs.draining.items():
             reals.append({"ip": key[0], "port": key[1], "name": d.spec.name(vs.spec.protocol),
@@ -56,13 +60,11 @@ def check_snapshot(pool: E.Pool, *, now: float, plane: dict[str, Any],
         sorry = vs.sorry
         spec = vs.spec
         node = spec.node
-        servers.append({
+        server: dict[str, Any] = {
             "name": spec.name, "kind": spec.kind, "protocol": spec.protocol,
             "ip": spec.ip, "port": spec.port, "fwmark": spec.fwmark or None,
-            "af": spec.af,
-            "scheduler": spec.scheduler, "flags": list(spec.flags),
+            "scheduler": spec.scheduler,
             "persistence_timeout": spec.persistence_timeout or None,
-            "persistence_granularity": spec.persistence_granularity,
             "quorum": spec.quorum, "hysteresis": spec.hysteresis,
             "quorum_up": vs.quorum_up, "live_weight": vs.live_weight(),
             "suspended": vs.suspended, "programmed": vs.alive,
@@ -74,7 +76,14 @@ def check_snapshot(pool: E.Pool, *, now: float, plane: dict[str, Any],
                 "duplicates_rs": sorry.spec.key in vs.reals},
             "real_servers": reals,
             "kernel": {k: v for k, v in kernel.items() if k != "dests"} or None,
+        }
+        servers.append(server)
+        if not detail:
+            continue
+        server.update({
             # settings as keepalived's data dump shows them
+            "af": spec.af, "flags": list(spec.flags),
+            "persistence_granularity": spec.persistence_granularity,
             "virtualhost": spec.virtualhost,
             "snmp_name": _value(node, "snmp_name"),
             "connect_timeout": float(_value(node, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
@@ -96,30 +105,34 @@ def check_snapshot(pool: E.Pool, *, now: float, plane: dict[str, Any],
         })
     out: dict[str, Any] = {"virtual_servers": servers, "data_plane": plane,
                            "fifo_lines": fifo_lines, "probes_run": probes_run}
-    if root is not None:
+    if detail and root is not None:
         out["config"] = _config(root, pool, scripts)
     return out
 
 
 def _real(vs: E.VirtualServer, rs: E.RealServer, kernel: dict[str, Any] | None, wall: float,
-          now: float, scripts: ConfigScripts | None) -> dict[str, Any]:
+          now: float, scripts: ConfigScripts | None, detail: bool) -> dict[str, Any]:
     state = "UP" if rs.alive else "DOWN"
     if not vs.quorum_up and vs.sorry is not None and vs.sorry.alive and rs.alive:
         state = "UP (sorry server serves)"
     spec, node, vs_node = rs.spec, rs.spec.node, vs.spec.node
-    return {
+    real = {
         "ip": spec.ip, "port": spec.port, "name": spec.name(vs.spec.protocol),
         "state": state, "alive": rs.alive, "in_kernel": spec.key in vs.table,
-        "set": rs.set,
         "weight": spec.weight, "effective_weight": rs.effective_weight,
         "kernel_weight": vs.table.get(spec.key), "inhibit": rs.inhibit,
-        "method": METHODS[spec.forwarding.method], "tunnel": _tunnel(spec.forwarding),
+        "method": METHODS[spec.forwarding.method],
         "failed_checkers": rs.failed,
-        "checkers": [_checker(c, spec, wall, now, scripts) for c in rs.checkers],
+        "checkers": [_checker(c, spec, wall, now, scripts, detail) for c in rs.checkers],
         "not_run": list(spec.skipped),
         "kernel": kernel,
+    }
+    if not detail:
+        return real
+    real.update({
         # settings as keepalived's data dump shows them: the real server's own, else
         # the virtual server's (validate_check_config)
+        "set": rs.set, "tunnel": _tunnel(spec.forwarding),
         "alpha": spec.alpha,
         "connect_timeout": float(_value(node, "connect_timeout")
                                  or _value(vs_node, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
@@ -140,11 +153,12 @@ def _real(vs: E.VirtualServer, rs: E.RealServer, kernel: dict[str, Any] | None, 
         "track_files": [{"name": c.spec.file, "weight": c.spec.file_weight,
                          "reverse": c.spec.file_reverse}
                         for c in rs.checkers if c.spec.kind == "FILE_CHECK"],
-    }
+    })
+    return real
 
 
 def _checker(c: E.Checker, rs: Any, wall: float, now: float,  # noqa: ANN401 - RealServerSpec
-             scripts: ConfigScripts | None) -> dict[str, Any]:
+             scripts: ConfigScripts | None, detail: bool) -> dict[str, Any]:
     spec = c.spec
     out: dict[str, Any] = {
         "kind": spec.kind, "up": c.up, "has_run": c.has_run,
@@ -155,13 +169,17 @@ def _checker(c: E.Checker, rs: Any, wall: float, now: float,  # noqa: ANN401 - R
         "running": c.running, "enabled": c.enabled, "retries": c.retry_it,
         "weight_added": c.cur_weight,
         "delay_loop": spec.delay_loop,
+    }
+    if not detail:
+        return out
+    out.update({
         # settings as keepalived's data dump shows them
         "line": spec.node.where.line if spec.node is not None and spec.node.where else None,
         "alpha": spec.alpha, "warmup": spec.warmup, "retry": spec.retry,
         "delay_before_retry": spec.delay_before_retry,
         "default_delay_before_retry": _default_delay_before_retry(spec),
         "log_all_failures": spec.log_all_failures,
-    }
+    })
     if spec.kind in CONNECTING:
         o = spec.option
         out["connection"] = {"ip": str(o("connect_ip") or rs.ip),

@@ -71,7 +71,8 @@ def run_to_dump_state(tmp_path: Path) -> tuple[str, str]:
         for probe in pool.due(now):
             pending.append((now + 0.05, probe))
     snap = check_snapshot(pool, now=now, plane={"name": "ipvs"}, counters={},
-                          fifo_lines=[], probes_run=0, root=root, scripts=scripts)
+                          fifo_lines=[], probes_run=0, root=root, scripts=scripts,
+                          detail=True)
     return data_dump(snap), (DATA / "keepalived_check.data").read_text()
 
 
