@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..core.global_dump import global_lines
+from ..core.global_dump import global_lines, yes_no
 from ..core.paths import AgentKey
 
 Snapshot = dict[str, Any]
@@ -81,10 +81,6 @@ def data_dump(snap: Snapshot) -> str:
 
 def _flag(value: Any) -> str:
     return "ON" if value else "OFF"
-
-
-def _yn(value: Any) -> str:
-    return "yes" if value else "no"
 
 
 def _seconds(value: float) -> str:
@@ -195,7 +191,7 @@ def _vs_lines(vs: Snapshot) -> list[str]:
     if vs.get("ha_suspend"):
         out.append("   Using HA suspend")
     if "smtp_alert" in vs:
-        out.append(f"   Using smtp notification = {_yn(vs['smtp_alert'])}")
+        out.append(f"   Using smtp notification = {yes_no(vs['smtp_alert'])}")
     if "default_method" in vs:
         out.append(_forwarding("default ", vs["default_method"], vs.get("default_tunnel")))
     sorry = vs.get("sorry_server")
@@ -265,7 +261,7 @@ def _rs_lines(rs: Snapshot) -> list[str]:
     if rs.get("snmp_name"):
         out.append(f"   SNMP name = {rs['snmp_name']}")
     if "smtp_alert" in rs:
-        out.append(f"   Using smtp notification = {_yn(rs['smtp_alert'])}")
+        out.append(f"   Using smtp notification = {yes_no(rs['smtp_alert'])}")
     if "weight" in rs:
         out.append(f"   initial weight = {rs['weight']}")
     out.append(f"   effective weight = {effective}")
@@ -303,12 +299,12 @@ def _checkers_queue(servers: list[Snapshot]) -> list[tuple[Snapshot, Snapshot, S
 def _checker_lines(vs: Snapshot, rs: Snapshot, c: Snapshot) -> list[str]:
     kind = c.get("kind")
     out = [f" {vs.get('name')} -> {rs.get('name')}",
-           f"   Enabled = {_yn(c.get('enabled', True))}",
-           f"   Up = {_yn(c.get('up'))}",
-           f"   Has run = {_yn(c.get('has_run'))}",
+           f"   Enabled = {yes_no(c.get('enabled', True))}",
+           f"   Up = {yes_no(c.get('up'))}",
+           f"   Has run = {yes_no(c.get('has_run'))}",
            f"   Current weight = {c.get('weight_added', 0)}"]
     if "alpha" in c and kind != "FILE_CHECK":
-        out += [f"   Alpha = {_yn(c['alpha'])}",
+        out += [f"   Alpha = {yes_no(c['alpha'])}",
                 f"   Delay loop = {_us(c['delay_loop'])} us",
                 f"   Warmup = {_us(c['warmup'])} us",
                 f"   Retries = {c['retry']}"]
@@ -317,7 +313,7 @@ def _checker_lines(vs: Snapshot, rs: Snapshot, c: Snapshot) -> list[str]:
                     f"   Retries iterations = {c.get('retries', 0)}"]
         out.append(f"   Default delay before retry = {_us(c['default_delay_before_retry'])} us")
     if "log_all_failures" in c:
-        out.append(f"   Log all failures = {_yn(c['log_all_failures'])}")
+        out.append(f"   Log all failures = {yes_no(c['log_all_failures'])}")
     connection = c.get("connection")
     if connection:
         out += ["   Connection", f"     Dest = [{connection['ip']}]:{connection['port']}"]

@@ -153,11 +153,11 @@ def process_umask() -> int:
 
 # -- the section --------------------------------------------------------------------
 
-def _tf(value: object) -> str:
+def true_false(value: object) -> str:
     return "true" if value else "false"
 
 
-def _yn(value: object) -> str:
+def yes_no(value: object) -> str:
     return "yes" if value else "no"
 
 
@@ -169,10 +169,6 @@ def global_lines(g: dict[str, Any], *, parent: bool, fifos: Iterable[str] = ()) 
     """The "Global definitions" section; ``parent``: as a process without VRRP
     instances prints it (keepalived's parent, and its checker process); ``fifos``:
     the notify FIFO lines, which come after the LVS flush settings."""
-    return _global_lines(g, parent, fifos)
-
-
-def _global_lines(g: dict[str, Any], parent: bool, fifos: Iterable[str] = ()) -> list[str]:
     ipvs = g.get("net_namespace_ipvs")
     out = [
         "------< Global definitions >------",
@@ -187,24 +183,25 @@ def _global_lines(g: dict[str, Any], parent: bool, fifos: Iterable[str] = ()) ->
         f" Default smtp_alert = {_onoff(g.get('smtp_alert'))}",
         f" Default smtp_alert_vrrp = {_onoff(g.get('smtp_alert_vrrp'))}",
         f" Default smtp_alert_checker = {_onoff(g.get('smtp_alert_checker'))}",
-        f" Checkers log all failures = {_tf(g.get('checker_log_all_failures'))}",
+        f" Checkers log all failures = {true_false(g.get('checker_log_all_failures'))}",
         # the agent does not reload with a config check (yet)
         " No test config before reload",
     ]
     if g.get("data_use_instance"):
         out.append(" Use instance name in data dumps")
-    out.append(f" Dynamic interfaces = {_tf(g.get('dynamic_interfaces'))}")
+    out.append(f" Dynamic interfaces = {true_false(g.get('dynamic_interfaces'))}")
     if g.get("dynamic_interfaces"):
-        out.append(f" Allow interface changes = {_tf(g.get('allow_if_changes'))}")
+        out.append(f" Allow interface changes = {true_false(g.get('allow_if_changes'))}")
     if not parent:
         out.append(f" Default interface = {g['default_interface']}")
     out += [
-        f" Disable local IGMP = {_yn(g.get('disable_local_igmp'))}",
-        f" LVS flush = {_tf(g.get('lvs_flush'))}",
+        f" Disable local IGMP = {yes_no(g.get('disable_local_igmp'))}",
+        f" LVS flush = {true_false(g.get('lvs_flush'))}",
         f" LVS flush on stop = {g.get('lvs_flush_on_stop', 'disabled')}",
         *fifos,
-        f" FIFO write vrrp states on reload = {_tf(g.get('fifo_write_vrrp_states_on_reload'))}",
-        f" VRRP notify priority changes = {_tf(g.get('vrrp_notify_priority_changes'))}",
+        " FIFO write vrrp states on reload = "
+        f"{true_false(g.get('fifo_write_vrrp_states_on_reload'))}",
+        f" VRRP notify priority changes = {true_false(g.get('vrrp_notify_priority_changes'))}",
         f" VRRP IPv4 mcast group = {g['vrrp_mcast_group4']}",
         f" VRRP IPv6 mcast group = {g['vrrp_mcast_group6']}",
     ]
@@ -221,9 +218,9 @@ def _global_lines(g: dict[str, Any], parent: bool, fifos: Iterable[str] = ()) ->
                 f" nftables {force}force use ifindex for link local IPv6"]
     out += [
         f" nftables with{'' if g.get('nftables_counters') else 'out'} counters",
-        f" VRRP check unicast_src = {_tf(g.get('vrrp_check_unicast_src'))}",
-        f" VRRP skip check advert addresses = {_tf(g.get('vrrp_skip_check_adv_addr'))}",
-        f" VRRP strict mode = {_tf(g.get('vrrp_strict'))}",
+        f" VRRP check unicast_src = {true_false(g.get('vrrp_check_unicast_src'))}",
+        f" VRRP skip check advert addresses = {true_false(g.get('vrrp_skip_check_adv_addr'))}",
+        f" VRRP strict mode = {true_false(g.get('vrrp_strict'))}",
         " Max auto priority = "
         f"{'Disabled' if g['max_auto_priority'] == -1 else g['max_auto_priority']}",
         f" Min auto priority delay = {g['min_auto_priority_delay']} usecs",
@@ -231,7 +228,7 @@ def _global_lines(g: dict[str, Any], parent: bool, fifos: Iterable[str] = ()) ->
     for process, title in (("vrrp", "VRRP"), ("checker", "Checker"), ("bfd", "BFD")):
         out += [
             f" {title} process priority = {g[f'{process}_priority']}",
-            f" {title} don't swap = {_tf(g.get(f'{process}_no_swap'))}",
+            f" {title} don't swap = {true_false(g.get(f'{process}_no_swap'))}",
             f" {title} realtime priority = {g[f'{process}_rt_priority']}",
             f" {title} realtime limit = {g[f'{process}_rlimit_rttime']}",
         ]
@@ -259,9 +256,9 @@ def _global_garp_lines(g: dict[str, Any], parent: bool) -> list[str]:
         f" Num adverts before down = {g['vrrp_down_timer_adverts']}",
         f" Gratuitous ARP for each secondary {all_if} = {g.get('vrrp_garp_extra_if', 0)}s",
         " Send advert after receive lower priority advert = "
-        f"{_tf(not g.get('vrrp_lower_prio_no_advert'))}",
+        f"{true_false(not g.get('vrrp_lower_prio_no_advert'))}",
         " Send advert after receive higher priority advert = "
-        f"{_tf(g.get('vrrp_higher_prio_send_advert'))}",
+        f"{true_false(g.get('vrrp_higher_prio_send_advert'))}",
     ]
 
 

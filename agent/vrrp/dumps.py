@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.model import Node
-from ..core.global_dump import _global_lines, _tf, _yn
+from ..core.global_dump import global_lines, true_false, yes_no
 from ..core.paths import AgentKey
 from .snapshot import global_snapshot
 
@@ -54,7 +54,7 @@ AUTH_CODES = {"none": 0, "PASS": 1, "AH": 2}
 def data_dump(snap: Snapshot, trackers: Iterable[str] = ()) -> str:
     """keepalived.data as the VRRP process writes it; ``trackers`` are the lines of
     the tracked objects' sections (agent/vrrp/tracking_io.py, ``dump_lines``)."""
-    out = _global_lines(snap["global"], parent=False)
+    out = global_lines(snap["global"], parent=False)
     if snap.get("instances"):
         out.append("------< VRRP Topology >------")
         for inst in snap["instances"]:
@@ -85,7 +85,7 @@ def _sync_group_lines(group: dict[str, Any]) -> list[str]:
         out += [f"     {name}" for name in group["members"]]
     if group.get("tracking_weight"):
         out.append("   sync group tracking weight set")
-    out.append(f"   Using smtp notification = {_yn(group.get('smtp_alert'))}")
+    out.append(f"   Using smtp notification = {yes_no(group.get('smtp_alert'))}")
     out += [f"   {s['type']} state transition script = {s['command']}, uid:gid "
             f"{s['uid']}:{s['gid']}" for s in group.get("notify_scripts", [])]
     return out
@@ -98,7 +98,7 @@ def global_settings(root: Node | None) -> dict[str, Any]:
 
 def parent_dump(snap: Snapshot) -> str:
     """keepalived_parent.data: the global definitions as keepalived's parent prints them."""
-    return _text(_global_lines(snap["global"], parent=True))
+    return _text(global_lines(snap["global"], parent=True))
 
 
 def _text(lines: Iterable[str]) -> str:
@@ -194,9 +194,9 @@ def _instance_option_lines(inst: dict[str, Any]) -> list[str]:
         f"   Gratuitous ARP lower priority repeat = {inst['garp_lower_prio_repeat']}",
         f"   Down timer adverts = {inst['down_timer_adverts']}",
         "   Send advert after receive lower priority advert = "
-        f"{_tf(not inst['lower_prio_no_advert'])}",
+        f"{true_false(not inst['lower_prio_no_advert'])}",
         "   Send advert after receive higher priority advert = "
-        f"{_tf(inst['higher_prio_send_advert'])}",
+        f"{true_false(inst['higher_prio_send_advert'])}",
         f"   Virtual Router ID = {inst['vrid']}",
         f"   Priority = {inst['base_priority']}",
         f"   Effective priority = {inst['effective_priority']}",
@@ -232,7 +232,7 @@ def _instance_list_lines(inst: dict[str, Any], sockets: list[dict[str, Any]]) ->
     if inst["unicast"]:
         if inst.get("unicast_ttl") is not None:
             out.append(f"   Unicast TTL = {inst['unicast_ttl']}")
-        out.append(f"   Check unicast src : {_yn(inst['check_unicast_src'])}")
+        out.append(f"   Check unicast src : {yes_no(inst['check_unicast_src'])}")
         out.append("   Unicast Peer :")
         out += [f"     {p['address']} min_ttl {p['min_ttl']} max_ttl {p['max_ttl']}"
                 for p in inst["unicast_peers"]]
@@ -256,7 +256,7 @@ def _instance_list_lines(inst: dict[str, Any], sockets: list[dict[str, Any]]) ->
     out += [
         f"   Using smtp notification = {'yes' if inst.get('smtp_alert') else 'no'}",
         f"   Notify deleted = {'Deleted' if inst.get('notify_deleted') else 'Fault'}",
-        f"   Notify priority changes = {_tf(inst.get('notify_priority_changes'))}",
+        f"   Notify priority changes = {true_false(inst.get('notify_priority_changes'))}",
     ]
     return out
 
