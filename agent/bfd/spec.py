@@ -38,7 +38,9 @@ __all__ = ["BfdConfig", "BuildError", "ProcessSettings", "SessionSpec", "build",
            "build_checked", "process_settings"]
 
 DEFAULT_TTL = TTL           # both families (keepalived 2.2.7: 64 for IPv6, see above)
-RLIMIT_RTTIME_DEFAULT = 10_000      # microseconds, keepalived's default
+# microseconds of CPU without a blocking call before SIGKILL under bfd_rt_priority:
+# keepalived's default is 10_000, too tight for CPython (realtime.py says why)
+RLIMIT_RTTIME_DEFAULT = 100_000
 
 
 class BuildError(Exception):
@@ -200,7 +202,7 @@ def process_settings(root: Node) -> ProcessSettings:
     return ProcessSettings(
         priority=int(g.get("bfd_priority") or 0),
         rt_priority=g.values.get("bfd_rt_priority"),
-        rlimit_rttime_us=int(g.get("bfd_rlimit_rttime") or RLIMIT_RTTIME_DEFAULT),
+        rlimit_rttime_us=int(g.values.get("bfd_rlimit_rttime") or RLIMIT_RTTIME_DEFAULT),
         no_swap=bool(g.values.get("bfd_no_swap")),
         cpu_affinity=tuple(g.values.get("bfd_cpu_affinity") or ()))
 
