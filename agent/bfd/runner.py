@@ -155,10 +155,14 @@ class Runner:
         self._rebuild_rlist()
         table = self.table
         clock = self.clock
-        # start-up is over: its delays are not the loop's
+        # The first packets were due when the sessions were made, before start-up's
+        # last steps: sent now, and start-up's delay not counted as the loop's.
+        now = clock()
+        table.drain_all(now)
+        table.fire_due(now)
         table.lateness = [0] * len(table.lateness)
         table.late_max_us = 0
-        self._heartbeat_at = clock()
+        self._heartbeat_at = now
         try:
             while not self.stopping:
                 deadline = table.next_deadline()

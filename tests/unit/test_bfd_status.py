@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from keepalived_py.bfd.dumps import data_dump, dump_path, json_dump
 from keepalived_py.bfd.status import status_lines
 from keepalived_py.core.paths import AgentKey
@@ -129,3 +132,30 @@ def test_the_json_dump_and_the_paths() -> None:
     assert str(dump_path("data", environ={"TMPDIR": "/x"})) == "/x/keepalived_bfd.data"
     assert str(dump_path("json", AgentKey("blue", "lb1"), environ={})) == \
         "/tmp/keepalived_bfd.blue_lb1.json"
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """ctime() in UTC, where keepalived's dump was taken."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_data_dump_reads_as_keepalived_2_2_7s(utc: None) -> None:
+    """keepalived 2.2.7's own dump of two sessions (with our agent, in the lab), less
+    the lines about its internals, is what we write for the same state."""
+    theirs = (Path(__file__).parent / "data" / "bfd" /
+              "keepalived-2.2.7-bfd-topology.data").read_text().splitlines()
+    internal = ("   fd_out ", "   thread_", "   sands_")
+    expected = [line for line in theirs if not line.startswith(internal)]
+    ours = data_dump({"sessions": [
+        session(name="v4", neighbor="198.18.0.11", source="198.18.0.12",
+                remote_min_rx_us=20000, local_discr=0xC1CF477D, remote_discr=0xB141735F,
+                last_rx=1796593062.616551),
+        session(name="v6", neighbor="2001:db8::11", source="2001:db8::12", family="inet6",
+                remote_min_rx_us=20000, local_discr=0x67D6C06D, remote_discr=0x1AE892D7,
+                last_rx=1796593062.626021)]}).splitlines()
+    assert ours == expected
