@@ -79,7 +79,7 @@ class Runner:
         self.line = line
         self._load = load
         self._dump = dump
-        self.process = process or {}
+        self.process = process if process is not None else {}
         self.clock = clock
         self._signals = signals
         self.stopping = False

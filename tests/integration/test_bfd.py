@@ -163,6 +163,78 @@ def test_two_agents_come_up_over_ipv4_and_ipv6_and_status_shows_it(
         assert peer[name]["remote_discr"] == mine[name]["local_discr"]
 
 
+def reload(agent: Agent, config: str) -> dict[str, Any]:
+    agent.conf.write_text(config)
+    answer = query(str(agent.control), {"request": "reload"}, timeout=60)
+    assert answer.get("ok"), answer
+    return answer["children"]["bfd"]
+
+
+RELOADS = 100
+
+
+def test_reloads_as_a_difference_and_the_scheduling_settings(
+        lab_factory: LabFactory, routers: list[Router], request: pytest.FixtureRequest) -> None:
+    """An unchanged session never flaps over many reloads; a timer change goes through
+    Poll/Final; a removed session tells its peer AdminDown (no failure there); and
+    bfd_rt_priority / bfd_no_swap / bfd_cpu_affinity are applied to the process."""
+    lab = lab_factory(["a", "b"])
+    a, b = lab.host("a"), lab.host("b")
+    cpu = min(os.sched_getaffinity(0))
+    settings = (f"global_defs {{\n    bfd_rt_priority 10\n    bfd_no_swap\n"
+                f"    bfd_cpu_affinity {cpu}\n}}\n")
+    config = settings + bfd_config(a, b)
+    ours = start_agent(routers, a, config)
+    theirs = start_agent(routers, b, bfd_config(b, a))
+    wait_up(ours, "a")
+    wait_up(theirs, "b")
+    process = ours.bfd()["process"]
+    assert (process["rt_priority"], process["locked_in_memory"], process["cpu_affinity"]) == \
+        (10, True, [cpu]), process
+    pid = int((ours.dir / "bfd.pid").read_text())
+    sched = Path(f"/proc/{pid}/sched").read_text()
+    assert any(line.split()[:3] == ["policy", ":", "1"] for line in sched.splitlines()), sched
+    # 1. reloads that change nothing: the sessions keep their discriminators and state
+    before = ours.sessions()
+    began = time.monotonic()
+    for _ in range(RELOADS):
+        answer = reload(ours, config)
+        assert (answer["unchanged"], answer["changed"], answer["added"]) == (2, [], [])
+    took = time.monotonic() - began
+    after = ours.sessions()
+    for name in ("v4", "v6"):
+        assert after[name]["local_discr"] == before[name]["local_discr"]
+        assert after[name]["transitions"] == before[name]["transitions"]
+        assert after[name]["state"] == "Up"
+    assert all(s["failures"] == 0 and s["state"] == "Up" for s in theirs.sessions().values())
+    # 2. slower timers: negotiated through a Poll, no one goes down
+    slower = settings + bfd_config(a, b).replace(f"min_tx {INTERVAL_MS}", "min_tx 50")
+    assert sorted(reload(ours, slower)["changed"]) == ["v4", "v6"]
+    wait_for("the peer's detection time follows", lambda: all(
+        s["detection_time_us"] == 150 * MS for s in theirs.sessions().values()), timeout=10)
+    wait_for("our transmit interval after the Final", lambda: all(
+        s["tx_interval_us"] == 50 * MS and not s["polling"]
+        for s in ours.sessions().values()), timeout=10)
+    # 3. a session removed: AdminDown first, so the peer sees no failure
+    only_v4 = settings + bfd_config(a, b).split("bfd_instance v6", 1)[0]
+    assert reload(ours, only_v4)["removed"] == ["v6"]
+    wait_for("the peer's v6 Down", lambda: theirs.sessions()["v6"]["state"] == "Down",
+             timeout=10)
+    v6 = theirs.sessions()["v6"]
+    assert (v6["remote_admin_down"], v6["failures"], v6["diag"]) == (True, 0, "neighbor_down")
+    assert theirs.sessions()["v4"]["failures"] == ours.sessions()["v4"]["failures"] == 0
+    assert ours.sessions()["v4"]["transitions"] == before["v4"]["transitions"]
+    # the data dump on keepalived's signal, through the parent
+    assert ours.proc is not None
+    os.kill(ours.proc.pid, 10)          # SIGUSR1 to the agent: each child writes its dump
+    dump = ours.dump_file("keepalived_bfd.data")
+    wait_for("keepalived_bfd.data", dump.exists, timeout=10)
+    assert " BFD Instance = v4" in dump.read_text()
+    report(request.config, f"{RELOADS} reloads in {took:.1f} s without a flap (SCHED_FIFO 10, "
+                           "memory locked); a timer change negotiated by Poll/Final; a removed "
+                           "session seen AdminDown by its peer, not as a failure", TIER)
+
+
 def cut(host: Host) -> None:
     """Drop BFD both ways inside ``host``: its peers and it each stop hearing the other."""
     host.run(["nft", "add table inet bfdcut; "
