@@ -15,4 +15,5 @@ BFD = ChildKind(
     name="bfd", title="BFD", ident="Keepalived_bfd", module="keepalived_py.bfd.main",
     pid_option="bfd_pid", wanted=wanted, check=build_refusals(f"{__package__}.spec"),
     dumps=frozenset({"data", "json"}), publishes=frozenset({"bfd.session"}),
+    metrics=lazy(f"{__package__}.metrics", "metric_families"),
     status_lines=lazy(f"{__package__}.status", "status_lines"))

@@ -159,3 +159,25 @@ def test_the_data_dump_reads_as_keepalived_2_2_7s(utc: None) -> None:
                 remote_min_rx_us=20000, local_discr=0x67D6C06D, remote_discr=0x1AE892D7,
                 last_rx=1796593062.626021)]}).splitlines()
     assert ours == expected
+
+
+def test_metrics_families() -> None:
+    from keepalived_py.bfd.metrics import metric_families
+    down = session(name="v6", state="Down", failures=1, packets_in=0,
+                   drops={"ttl": 0, "admin_down": 4})
+    families = {f.name: f for f in metric_families(snapshot(session(), down))}
+
+    def value(family: str, **labels: str) -> float:
+        return next(s.value for s in families[family].samples if s.labels == labels)
+
+    assert value("keepalived_py_bfd_session_up", session="to-bird") == 1.0
+    assert value("keepalived_py_bfd_session_up", session="v6") == 0.0
+    assert value("keepalived_py_bfd_session_state", session="v6", state="Down") == 1.0
+    assert value("keepalived_py_bfd_session_state", session="v6", state="Up") == 0.0
+    assert value("keepalived_py_bfd_detection_time_seconds", session="to-bird") == 0.06
+    assert value("keepalived_py_bfd_transmit_interval_seconds", session="to-bird") == 0.02
+    assert value("keepalived_py_bfd_packets", session="to-bird", direction="in") == 1200
+    assert value("keepalived_py_bfd_drops", session="v6", reason="admin_down") == 4
+    assert value("keepalived_py_bfd_unmatched_drops", reason="your_discr_unknown") == 3
+    assert value("keepalived_py_bfd_failures", session="v6") == 1
+    assert value("keepalived_py_bfd_timer_late_max_seconds") == 0.000812
