@@ -19,10 +19,14 @@ Differences from keepalived 2.2.7:
   more than 10 ms of CPU without a blocking call and was killed, and a kill
   restarts the process, which takes every session down.  An explicit
   ``bfd_rlimit_rttime`` is used as given.
-- Work of unbounded length never runs under the limit: threads the process
-  starts (configuration reading at a reload, garbage collection) leave
-  real-time scheduling first (``leave_realtime``), and the loop's own heavy
-  moments (a snapshot, a dump, applying a reload) run ``relaxed()``.
+- Work of unbounded length never runs under the limit: the configuration is
+  read at a reload by a forked child (SCHED_RESET_ON_FORK gives it ordinary
+  scheduling), and the process leaves real-time scheduling before it exits
+  (``leave_realtime``).  What stays in the real-time loop grows with the number
+  of sessions only (a snapshot: some microseconds a session); it is not moved
+  to ordinary scheduling for the while, since a CPU hog could then hold the
+  loop back for a whole time slice, the false Down the real-time priority is
+  there to prevent.
 - mlockall with MCL_FUTURE only where growth cannot fail: with CAP_IPC_LOCK or
   an unlimited RLIMIT_MEMLOCK.  Otherwise a later allocation over the limit
   would fail inside Python (MemoryError), which keepalived's C heap does not
@@ -31,14 +35,12 @@ Differences from keepalived 2.2.7:
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import errno
 import logging
 import os
 import resource
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,24 +123,6 @@ def leave_realtime() -> None:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except OSError:
         pass
-
-
-@contextlib.contextmanager
-def relaxed() -> Iterator[None]:
-    """Ordinary scheduling for the calling thread while in the block, real-time again
-    after (when it was applied): for work whose length grows with the configuration."""
-    if _rt_priority is None:
-        yield
-        return
-    leave_realtime()
-    try:
-        yield
-    finally:
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO | getattr(os, "SCHED_RESET_ON_FORK", 0),
-                                  os.sched_param(_rt_priority))
-        except OSError as err:
-            log.warning("cannot go back to real-time scheduling: %s", err.strerror)
 
 
 def _has_capability(bit: int) -> bool:

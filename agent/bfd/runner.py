@@ -14,27 +14,35 @@ whose timeout has microsecond resolution, on:
   ``bfd.session`` topic published);
 - the signal wake-up fd (``signal.set_wakeup_fd``): the signal numbers are read
   from it, so a signal is handled in the loop and never in the middle of it;
-- a wake-up pipe for the reload thread.
+- the pipe from the process reading the configuration at a reload.
+
+No thread: the loop is the process's only one, so nothing ever waits for the
+interpreter lock.  (A first version read the configuration at a reload in a
+thread: with a CPU hog per core and a reload a second, that thread, at
+ordinary priority, was preempted while it held the lock, and the real-time
+loop behind it went silent long enough for its peers to declare it down: 3
+false Downs in 30 s at 10 ms x 3, none without the reloads.)  A reload forks:
+the child (ordinary scheduling, SCHED_RESET_ON_FORK; no memory lock, which
+fork does not pass on) reads and resolves the configuration and writes it to
+a pipe as JSON (``BfdConfig.to_json``); the loop reads the pipe like any other
+fd and applies the result as a difference.  The fork itself costs the loop a
+page-table copy (about a millisecond; ``gc.freeze`` keeps the copy-on-write
+pages shared).
 
 The garbage collector is paused: ``main.py`` freezes what start-up made
 (``gc.freeze``) and disables automatic collection; this loop collects the
-objects made since then at a quiet moment (no deadline within 2 ms), or after
-a reload in a thread of its own.  Reading the configuration at a reload is
-Python work of unbounded length: it runs in a thread (with ordinary
-scheduling, see realtime.py) while this loop goes on, and the switch interval
-is lowered so that the thread hands the interpreter back within 0.5 ms.
+objects made since then at a quiet moment (no deadline within 2 ms).  A reload
+leaves little: the configuration was parsed in the child.
 """
 
 from __future__ import annotations
 
-import collections
 import gc
+import json
 import logging
 import os
 import select
 import signal
-import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +51,7 @@ from ..core.daemon import SIGJSON, SIGSTATS_CLEAR, ConfigRefused
 from ..core.events import publish_message
 from ..core.ipc import Message
 from ..core.line import ChannelClosed, LineChannel
-from .realtime import leave_realtime, relaxed
+from .realtime import leave_realtime
 from .sessions import SessionTable, TransportError
 from .spec import BfdConfig
 from .transport import Receiver
@@ -52,7 +60,6 @@ log = logging.getLogger("keepalived_py")
 
 TOPIC = "bfd.session"
 HEARTBEAT_US = 1_000_000
-SWITCH_INTERVAL = 0.0005        # seconds: how long a busy thread may keep the interpreter
 GC_QUIET_US = 2_000             # collect only when no deadline is this close
 GC_YOUNG = 5_000                # net new tracked objects before a collection is wanted
 GC_FORCE = 100_000              # ... and before one is made whatever the deadlines
@@ -70,6 +77,103 @@ def _ignore(signum: int, frame: object) -> None:
     loop acts on the numbers it reads there."""
 
 
+class _Reader:
+    """A reload's child process: reads the configuration, writes it to a pipe."""
+
+    def __init__(self, load: Load, signals: bool) -> None:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        self.began = time.monotonic()
+        self.pid = os.fork()
+        if self.pid == 0:                           # the child
+            os.close(r)
+            _child(load, w, signals)                # never returns
+        os.close(w)
+        os.set_blocking(r, False)
+        self.fd = r
+        self._data = bytearray()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> BfdConfig | BaseException | None:
+        """What the child wrote, once it is all there (None: not yet)."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return None
+            if not chunk:
+                break
+            self._data += chunk
+        self.close()
+        try:
+            answer = json.loads(self._data)
+            if "config" in answer:
+                return BfdConfig.from_json(answer["config"])
+            if "refused" in answer:
+                return ConfigRefused([str(line) for line in answer["refused"]])
+            return RuntimeError(str(answer.get("error")))
+        except (ValueError, KeyError, TypeError) as err:
+            return RuntimeError(f"the configuration reader's answer is unreadable ({err}, "
+                                f"{len(self._data)} bytes)")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.reap()
+
+    def reap(self) -> bool:
+        """Collect the child's exit status if it has one; True when it is gone."""
+        if self.pid <= 0:
+            return True
+        try:
+            done, _status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            done = self.pid
+        if done:
+            self.pid = 0
+        return not self.pid
+
+    def kill(self) -> None:
+        if self.pid > 0:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _child(load: Load, fd: int, signals: bool) -> None:
+    """The reload reader, in the forked child: the configuration as JSON, then exit
+    without running anything of the parent's (no atexit, no finally, no flush)."""
+    code = 0
+    try:
+        if signals:
+            signal.set_wakeup_fd(-1)        # the parent's: a signal here is not its
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+        leave_realtime()
+        try:
+            answer: dict[str, Any] = {"config": load().to_json()}
+        except ConfigRefused as refused:
+            answer = {"refused": refused.lines}
+        except Exception as err:  # noqa: BLE001 - handed to the parent, which answers
+            answer = {"error": f"{type(err).__name__}: {err}"}
+        data = json.dumps(answer).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:  # noqa: BLE001 - nothing may escape into the parent's code
+        code = 1
+    finally:
+        os._exit(code)
+
+
 class Runner:
     def __init__(self, table: SessionTable, config: BfdConfig, *, line: LineChannel | None,
                  load: Load, dump: Dump, process: dict[str, Any] | None = None,
@@ -85,22 +189,21 @@ class Runner:
         self.stopping = False
         self.exit_code = 0
         self._sig_r = self._sig_w = -1
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._rlist: list[Any] = []
         self._receivers: set[Receiver] = set()
         self._heartbeat_at = 0
-        # reloads: one at a time in a thread; those asked meanwhile wait for the next
-        self._reload_thread: threading.Thread | None = None
+        # reloads: one at a time; those asked meanwhile wait for the next
+        self._reader: _Reader | None = None
         self._reload_batch: list[Message | None] = []
         self._reload_waiting: list[Message | None] = []
-        self._reload_began = 0.0
-        self._results: collections.deque[BfdConfig | BaseException] = collections.deque()
+        self._zombies: list[_Reader] = []
         self.reloads = 0
         # figures for the snapshot
         self.wakeups = 0
         self.started = time.time()
         self.collections = 0
         self.collect_max_us = 0
+        self.fork_max_us = 0
 
     # -- set-up --------------------------------------------------------------------
 
@@ -114,11 +217,13 @@ class Runner:
     def _rebuild_rlist(self) -> None:
         receivers = list(self.table.receivers.values())
         self._receivers = set(receivers)
-        self._rlist = [*receivers, self._wake_r]
+        self._rlist = list(receivers)
         if self._sig_r >= 0:
             self._rlist.append(self._sig_r)
         if self.line is not None and not self.line.closed:
             self._rlist.append(self.line)
+        if self._reader is not None:
+            self._rlist.append(self._reader)
 
     # -- the parent's line -----------------------------------------------------------
 
@@ -149,7 +254,6 @@ class Runner:
     def run(self) -> int:
         """Until ``stop`` (a request, SIGTERM, the parent gone); the sessions are shut
         down (AdminDown to every peer) on the way out."""
-        sys.setswitchinterval(SWITCH_INTERVAL)
         if self._signals:
             self._install_signals()
         self._rebuild_rlist()
@@ -158,6 +262,7 @@ class Runner:
         # The first packets were due when the sessions were made, before start-up's
         # last steps: sent now, and start-up's delay not counted as the loop's.
         now = clock()
+        table.due(now)
         table.drain_all(now)
         table.fire_due(now)
         table.lateness = [0] * len(table.lateness)
@@ -189,6 +294,7 @@ class Runner:
                 if now >= self._heartbeat_at:
                     self.send({"event": "heartbeat"})
                     self._heartbeat_at = max(self._heartbeat_at + HEARTBEAT_US, now)
+                    self._reap()
                 changes = table.take_changes()
                 if changes:
                     self.send(publish_message(TOPIC, changes))
@@ -201,9 +307,13 @@ class Runner:
         finally:
             leave_realtime()            # what is left (and the interpreter's exit) has no bound
             table.shutdown(self.clock())
+            if self._reader is not None:
+                self._reader.kill()
+            for zombie in self._zombies:
+                zombie.kill()
             if self._signals:
                 signal.set_wakeup_fd(-1)
-            for fd in (self._sig_r, self._sig_w, self._wake_r, self._wake_w):
+            for fd in (self._sig_r, self._sig_w):
                 if fd >= 0:
                     os.close(fd)
         return self.exit_code
@@ -215,15 +325,10 @@ class Runner:
         for ready in readable:
             if ready is self.line:
                 self._read_line(now)
+            elif ready is self._reader:
+                self._read_reload(now)
             elif ready == self._sig_r:
                 self._read_signals(now)
-            elif ready == self._wake_r:
-                try:
-                    os.read(self._wake_r, 64)
-                except BlockingIOError:
-                    pass
-                while self._results:
-                    self._reload_done(self._results.popleft(), now)
 
     def _read_signals(self, now: int) -> None:
         try:
@@ -278,8 +383,7 @@ class Runner:
             self._reply(message, {"ok": True})
             self.stopping = True
         elif what == "snapshot":
-            with relaxed():             # grows with the sessions: not under RLIMIT_RTTIME
-                self._reply(message, {"ok": True, "result": self.snapshot(now)})
+            self._reply(message, {"ok": True, "result": self.snapshot(now)})
         elif what == "reload":
             self.reload(message)
         elif what == "dump":
@@ -293,6 +397,7 @@ class Runner:
         snap = self.table.snapshot(now)
         snap["process"] = {**self.process, "pid": os.getpid(), "started": self.started,
                            "wakeups": self.wakeups, "reloads": self.reloads,
+                           "reload_fork_max_us": self.fork_max_us,
                            "gc": {"frozen": gc.get_freeze_count(),
                                   "young": gc.get_count()[0],
                                   "collections": self.collections,
@@ -306,8 +411,7 @@ class Runner:
         log.info("Printing BFD %s for process(%d) on signal",
                  "data" if kind == "data" else "as json", os.getpid())
         try:
-            with relaxed():
-                path = self._dump(kind, self.snapshot(now))
+            path = self._dump(kind, self.snapshot(now))
         except OSError as err:
             return {"ok": False, "error": str(err)}
         return {"ok": True, "path": path}
@@ -315,41 +419,52 @@ class Runner:
     # -- reload ----------------------------------------------------------------------
 
     def reload(self, request: Message | None) -> None:
-        """Read the configuration again (in a thread) and apply it as a difference;
-        ``request`` is answered when done (None: SIGHUP, nobody to answer)."""
+        """Read the configuration again (in a child process) and apply it as a
+        difference; ``request`` is answered when done (None: SIGHUP, nobody to answer)."""
         self._reload_waiting.append(request)
-        if self._reload_thread is None:
+        if self._reader is None:
             self._launch_reload()
 
     def _launch_reload(self) -> None:
         self._reload_batch, self._reload_waiting = self._reload_waiting, []
         log.info("Reloading")
-        self._reload_began = time.monotonic()
-        self._reload_thread = threading.Thread(target=self._reload_work, name="bfd-reload",
-                                               daemon=True)
-        self._reload_thread.start()
-
-    def _reload_work(self) -> None:
-        leave_realtime()
+        began = time.perf_counter_ns()
         try:
-            result: BfdConfig | BaseException = self._load()
-        except BaseException as err:  # noqa: BLE001 - handed to the loop, which answers
-            result = err
-        self._results.append(result)
-        os.write(self._wake_w, b"r")
+            self._reader = _Reader(self._load, self._signals)
+        except OSError as err:
+            self._reload_done(RuntimeError(f"cannot start reading the configuration: {err}"),
+                              self.clock())
+            return
+        self.fork_max_us = max(self.fork_max_us, (time.perf_counter_ns() - began) // 1000)
+        self._rebuild_rlist()
 
-    def _reload_done(self, result: BfdConfig | BaseException, now: int) -> None:
-        self._reload_thread = None
+    def _read_reload(self, now: int) -> None:
+        reader = self._reader
+        assert reader is not None
+        result = reader.read()
+        if result is None:
+            return
+        self._reader = None
+        if not reader.reap():
+            self._zombies.append(reader)        # it exits right after writing: soon
+        self._rebuild_rlist()
+        took = time.monotonic() - reader.began
+        self._reload_done(result, now, took)
+
+    def _reap(self) -> None:
+        self._zombies = [z for z in self._zombies if not z.reap()]
+
+    def _reload_done(self, result: BfdConfig | BaseException, now: int,
+                     took: float = 0.0) -> None:
         answer: Message
         if isinstance(result, ConfigRefused):
             result.log("Reload refused: keeping the running configuration")
             answer = {"ok": False, "error": "configuration refused", "errors": result.lines}
         elif isinstance(result, BaseException):
-            log.error("Reload failed: %s: %s", type(result).__name__, result)
-            answer = {"ok": False, "error": f"{type(result).__name__}: {result}"}
+            log.error("Reload failed: %s", result)
+            answer = {"ok": False, "error": str(result)}
         else:
-            with relaxed():
-                answer = self._apply(result, now)
+            answer = self._apply(result, now, took)
         for request in self._reload_batch:
             if request is not None:
                 self._reply(request, answer)
@@ -357,7 +472,7 @@ class Runner:
         if self._reload_waiting:
             self._launch_reload()
 
-    def _apply(self, config: BfdConfig, now: int) -> Message:
+    def _apply(self, config: BfdConfig, now: int, took: float) -> Message:
         try:
             report = self.table.apply(config, now)
         except TransportError as err:
@@ -372,8 +487,6 @@ class Runner:
         self.reloads += 1
         self._rebuild_rlist()
         self.publish_all()
-        self._collect_in_thread()
-        took = time.monotonic() - self._reload_began
         log.info("Reload finished in %d usec: %d added, %d removed, %d changed, %d unchanged",
                  took * 1e6, len(report.added), len(report.removed), len(report.changed),
                  len(report.unchanged))
@@ -382,26 +495,14 @@ class Runner:
 
     # -- the garbage collector -----------------------------------------------------------
 
-    def _collect(self) -> None:
-        began = time.perf_counter_ns()
-        gc.collect()
-        took = (time.perf_counter_ns() - began) // 1000
-        self.collections += 1
-        self.collect_max_us = max(self.collect_max_us, took)
-
-    def _collect_in_thread(self) -> None:
-        """After a reload: what the old configuration leaves, collected by a thread
-        with ordinary scheduling (the loop waits for the interpreter meanwhile: it
-        sleeps, it does not spin under RLIMIT_RTTIME)."""
-        def work() -> None:
-            leave_realtime()
-            self._collect()
-        threading.Thread(target=work, name="bfd-gc", daemon=True).start()
-
     def _maybe_collect(self, now: int, deadline: int | None) -> None:
         young = gc.get_count()[0]
         if young < GC_YOUNG:
             return
         if young < GC_FORCE and deadline is not None and deadline - now < GC_QUIET_US:
             return
-        self._collect()
+        began = time.perf_counter_ns()
+        gc.collect()
+        took = (time.perf_counter_ns() - began) // 1000
+        self.collections += 1
+        self.collect_max_us = max(self.collect_max_us, took)

@@ -86,7 +86,7 @@ class Entry:
 
     __slots__ = ("spec", "session", "sender", "seq", "sched", "removed", "retry_at",
                  "last_rx_us", "remote_diag", "remote_admin_down", "since", "transitions",
-                 "failures", "last_expiry")
+                 "failures", "last_expiry", "last_tx_us", "rx_gap_max_us", "tx_gap_max_us")
 
     def __init__(self, spec: SessionSpec, session: Session, sender: Sender | None,
                  seq: int, wall: float) -> None:
@@ -98,6 +98,11 @@ class Entry:
         self.removed = False
         self.retry_at = 0
         self.last_rx_us = 0                     # monotonic, of the last accepted packet
+        self.last_tx_us = 0                     # ... of the last packet sent
+        # the longest silence each way while Up (since it last came Up): what the
+        # detection time is measured against, on the wire and in our own loop
+        self.rx_gap_max_us = 0
+        self.tx_gap_max_us = 0
         self.remote_diag = 0
         self.remote_admin_down = False
         self.since = wall                       # wall clock of the last state change
@@ -309,8 +314,23 @@ class SessionTable:
         return deadline
 
     def due(self, now: int) -> bool:
+        """Whether a timer is due; if so, how late ``now`` is is counted: the loop's
+        wake-up lateness, what the detection time has to absorb.  (Counted here, not
+        per timer fired: a packet drained first may send what was due, and the
+        timer it replaces is then never fired.)"""
         deadline = self.next_deadline()
-        return deadline is not None and deadline <= now
+        if deadline is None or deadline > now:
+            return False
+        late = now - deadline
+        if late > self.late_max_us:
+            self.late_max_us = late
+        bucket = 0
+        for limit in LATENESS_BUCKETS_US:
+            if late < limit:
+                break
+            bucket += 1
+        self.lateness[bucket] += 1
+        return True
 
     def fire_due(self, now: int) -> None:
         """Run every timer due at ``now``.  Drain the receivers first."""
@@ -322,15 +342,6 @@ class SessionTable:
                 continue
             budget -= 1
             entry.sched = None
-            late = now - deadline
-            if late > self.late_max_us:
-                self.late_max_us = late
-            bucket = 0
-            for limit in LATENESS_BUCKETS_US:
-                if late < limit:
-                    break
-                bucket += 1
-            self.lateness[bucket] += 1
             if entry.sender is None and now >= entry.retry_at:
                 self._open_sender(entry, now)
             session = entry.session
@@ -392,6 +403,9 @@ class SessionTable:
             accepted = session.stats.rx
             actions = session.receive_packet(pkt, now, rx.ttl)
             if session.stats.rx != accepted:
+                if session.state == State.UP and entry.last_rx_us \
+                        and now - entry.last_rx_us > entry.rx_gap_max_us:
+                    entry.rx_gap_max_us = now - entry.last_rx_us
                 entry.last_rx_us = now
                 entry.remote_diag = pkt.diag
             if actions:
@@ -410,6 +424,10 @@ class SessionTable:
             if cls is Send:
                 if entry.sender is not None:
                     entry.sender.send(action.packet)
+                if entry.session.state == State.UP and entry.last_tx_us \
+                        and now - entry.last_tx_us > entry.tx_gap_max_us:
+                    entry.tx_gap_max_us = now - entry.last_tx_us
+                entry.last_tx_us = now
             elif cls is StateChanged:
                 self._state_changed(entry, action, now, detection)
             elif cls is DetectionTimeChanged:
@@ -424,6 +442,8 @@ class SessionTable:
         entry.remote_admin_down = change.remote_admin_down
         if change.failure:
             entry.failures += 1
+        if change.new == State.UP:
+            entry.rx_gap_max_us = entry.tx_gap_max_us = 0
         if change.new == State.DOWN and change.old in (State.INIT, State.UP) \
                 and change.diag == Diag.CONTROL_DETECTION_EXPIRED and entry.last_rx_us:
             silent = now - entry.last_rx_us
@@ -524,6 +544,7 @@ class SessionTable:
                 "since": entry.since, "transitions": entry.transitions,
                 "failures": entry.failures,
                 "last_rx": wall - (now - entry.last_rx_us) / 1e6 if entry.last_rx_us else None,
+                "rx_gap_max_us": entry.rx_gap_max_us, "tx_gap_max_us": entry.tx_gap_max_us,
                 "last_expiry": entry.last_expiry})
         drops = {reason.label: self.drops[reason] for reason in Discard}
         drops["wrong_source"] = self.wrong_source

@@ -121,6 +121,23 @@ class BfdConfig:
     def by_name(self) -> dict[str, SessionSpec]:
         return {s.name: s for s in self.sessions}
 
+    def to_json(self) -> dict[str, Any]:
+        """As plain JSON: the BFD process reads its configuration in a child process
+        at a reload and hands it over this way (runner.py says why)."""
+        return {"sessions": [{f: getattr(s, f) for f in SessionSpec.__slots__}
+                             for s in self.sessions],
+                "settings": {f: getattr(self.settings, f)
+                             for f in ProcessSettings.__slots__},
+                "errors": list(self.errors)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BfdConfig:
+        sessions = tuple(SessionSpec(**{**s, "family": socket.AddressFamily(s["family"])})
+                         for s in data["sessions"])
+        settings = dict(data["settings"])
+        settings["cpu_affinity"] = tuple(settings["cpu_affinity"])
+        return cls(sessions, ProcessSettings(**settings), tuple(data["errors"]))
+
 
 def _us(milliseconds: float) -> int:
     """keepalived reads BFD intervals as milliseconds with three decimals."""

@@ -73,6 +73,7 @@ def status_lines(snapshot: dict[str, Any], wide: bool, now: float) -> list[str]:
         bounds = as_list(timers.get("late_buckets_us"))
         under_1ms = sum(c for c, b in zip(counts, bounds, strict=False)
                         if isinstance(b, int) and b <= 1000)
-        lines.append(f"timers: {sum(counts)} fired, {100 * under_1ms / sum(counts):.2f} % "
-                     f"within 1 ms, latest {late / 1000:g} ms late")
+        lines.append(f"timers: {sum(counts)} wake-ups for a deadline, "
+                     f"{100 * under_1ms / sum(counts):.2f} % within 1 ms, latest "
+                     f"{late / 1000:g} ms late")
     return lines

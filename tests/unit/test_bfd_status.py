@@ -58,7 +58,8 @@ def test_status_lines() -> None:
     wide = status_lines(snapshot(session()), True, NOW)
     assert wide[1].split()[-3:] == ["SOURCE", "DISCR", "LOCAL/REMOTE"]
     assert wide[2].split()[-2:] == ["198.18.0.11:49321", "0x1234/0xabcd"]
-    assert wide[-1] == "timers: 1000 fired, 100.00 % within 1 ms, latest 0.812 ms late"
+    assert wide[-1] == ("timers: 1000 wake-ups for a deadline, 100.00 % within 1 ms, latest "
+                        "0.812 ms late")
 
 
 def test_a_peer_admin_down_is_shown_as_such() -> None:
