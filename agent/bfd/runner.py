@@ -63,6 +63,7 @@ HEARTBEAT_US = 1_000_000
 GC_QUIET_US = 2_000             # collect only when no deadline is this close
 GC_YOUNG = 5_000                # net new tracked objects before a collection is wanted
 GC_FORCE = 100_000              # ... and before one is made whatever the deadlines
+READ_LIMIT = 120.0              # seconds a reload's configuration reader may take
 
 Load = Callable[[], BfdConfig]
 Dump = Callable[[str, dict[str, Any]], str]
@@ -177,7 +178,8 @@ def _child(load: Load, fd: int, signals: bool) -> None:
 class Runner:
     def __init__(self, table: SessionTable, config: BfdConfig, *, line: LineChannel | None,
                  load: Load, dump: Dump, process: dict[str, Any] | None = None,
-                 clock: Callable[[], int] = monotonic_us, signals: bool = True) -> None:
+                 clock: Callable[[], int] = monotonic_us, signals: bool = True,
+                 collect: Callable[[], object] = gc.collect) -> None:
         self.table = table
         self.config = config
         self.line = line
@@ -186,6 +188,7 @@ class Runner:
         self.process = process if process is not None else {}
         self.clock = clock
         self._signals = signals
+        self._gc_collect = collect      # cheap once main.py has frozen start-up's objects
         self.stopping = False
         self.exit_code = 0
         self._sig_r = self._sig_w = -1
@@ -197,6 +200,7 @@ class Runner:
         self._reload_batch: list[Message | None] = []
         self._reload_waiting: list[Message | None] = []
         self._zombies: list[_Reader] = []
+        self._collect_wanted = False
         self.reloads = 0
         # figures for the snapshot
         self.wakeups = 0
@@ -294,7 +298,7 @@ class Runner:
                 if now >= self._heartbeat_at:
                     self.send({"event": "heartbeat"})
                     self._heartbeat_at = max(self._heartbeat_at + HEARTBEAT_US, now)
-                    self._reap()
+                    self._reap(now)
                 changes = table.take_changes()
                 if changes:
                     self.send(publish_message(TOPIC, changes))
@@ -451,8 +455,17 @@ class Runner:
         took = time.monotonic() - reader.began
         self._reload_done(result, now, took)
 
-    def _reap(self) -> None:
+    def _reap(self, now: int) -> None:
+        """Once a second: reap finished readers; give up on one that hangs (a
+        configuration file on a dead file system) so that later reloads can run."""
         self._zombies = [z for z in self._zombies if not z.reap()]
+        reader = self._reader
+        if reader is not None and time.monotonic() - reader.began > READ_LIMIT:
+            reader.kill()
+            self._reader = None
+            self._rebuild_rlist()
+            self._reload_done(RuntimeError(f"reading the configuration took more than "
+                                           f"{READ_LIMIT:g} s: given up"), now)
 
     def _reload_done(self, result: BfdConfig | BaseException, now: int,
                      took: float = 0.0) -> None:
@@ -487,6 +500,7 @@ class Runner:
         self.reloads += 1
         self._rebuild_rlist()
         self.publish_all()
+        self._collect_wanted = True         # what the old configuration leaves, when quiet
         log.info("Reload finished in %d usec: %d added, %d removed, %d changed, %d unchanged",
                  took * 1e6, len(report.added), len(report.removed), len(report.changed),
                  len(report.unchanged))
@@ -497,12 +511,13 @@ class Runner:
 
     def _maybe_collect(self, now: int, deadline: int | None) -> None:
         young = gc.get_count()[0]
-        if young < GC_YOUNG:
+        if young < GC_YOUNG and not self._collect_wanted:
             return
         if young < GC_FORCE and deadline is not None and deadline - now < GC_QUIET_US:
             return
+        self._collect_wanted = False
         began = time.perf_counter_ns()
-        gc.collect()
+        self._gc_collect()
         took = (time.perf_counter_ns() - began) // 1000
         self.collections += 1
         self.collect_max_us = max(self.collect_max_us, took)

@@ -122,12 +122,19 @@ class Side:
         self.parent = Parent()
         self.next_load: Callable[[], BfdConfig] = lambda: config
         self.dumped: list[tuple[str, dict[str, Any]]] = []
+        self.collections = 0
+        # not gc.collect: this process (pytest's) has frozen nothing, and a full pass
+        # over its heap would stall both runners
         self.runner = Runner(self.table, config, line=self.parent.line,
-                             load=lambda: self.next_load(), dump=self._dump, signals=False)
+                             load=lambda: self.next_load(), dump=self._dump, signals=False,
+                             collect=self._collect)
         self.runner.publish_all()
         self.runner.ready()
         self.thread = threading.Thread(target=self.runner.run, daemon=True)
         self.thread.start()
+
+    def _collect(self) -> None:
+        self.collections += 1
 
     def _dump(self, kind: str, snap: dict[str, Any]) -> str:
         self.dumped.append((kind, snap))
@@ -367,3 +374,33 @@ def test_the_child_declaration() -> None:
     conf = load("t.conf", text="bfd_instance a {\nneighbor_ip 198.18.0.12\n}\n").root
     assert wanted(conf) and BFD.check(conf, "t.conf") == []
     assert not wanted(load("t.conf", text="global_defs {\nrouter_id x\n}\n").root)
+
+
+def test_a_reload_collects_at_a_quiet_moment(pair: tuple[Side, Side]) -> None:
+    a, b = pair
+    both_up(a, b)
+    before = a.snapshot()["process"]["gc"]["collections"]
+    assert a.parent.request({"request": "reload"})["ok"]
+    wait("a collection after the reload",
+         lambda: a.snapshot()["process"]["gc"]["collections"] > before)
+    assert a.collections >= 1
+
+
+def test_a_hanging_configuration_reader_is_given_up(
+        pair: tuple[Side, Side], monkeypatch: pytest.MonkeyPatch) -> None:
+    from keepalived_py.bfd import runner
+    a, b = pair
+    both_up(a, b)
+    monkeypatch.setattr(runner, "READ_LIMIT", 0.5)
+    config = a.runner.config
+
+    def hang() -> BfdConfig:
+        time.sleep(60)              # in the forked child: the loop goes on meanwhile
+        return config
+
+    a.next_load = hang
+    answer = a.parent.request({"request": "reload"}, timeout=10)
+    assert answer["ok"] is False and "given up" in answer["error"]
+    assert a.session()["state"] == "Up" and b.session()["failures"] == 0
+    a.next_load = lambda: config
+    assert a.parent.request({"request": "reload"})["ok"]
