@@ -6,8 +6,9 @@ here and nowhere else.
 
 from __future__ import annotations
 
+from .bfd.child import BFD
 from .check.child import CHECKER
 from .core.children import ChildKind
 from .vrrp.child import VRRP
 
-KINDS: tuple[ChildKind, ...] = (VRRP, CHECKER)
+KINDS: tuple[ChildKind, ...] = (VRRP, CHECKER, BFD)
