@@ -319,7 +319,7 @@ BFD_INSTANCE = BlockSpec("bfd_instance", (
     Kw("passive"),
     Kw("ttl", UInt(1, 255, _BFD + "ttl/hoplimit value {word} not valid (must be in range "
                                   "[1-255]), ignoring"),
-       aliases=("hoplimit",), doc="default: 255 (IPv4), 64 (IPv6)"),
+       aliases=("hoplimit",), doc="default: 255 (keepalived 2.2.7: 64 for IPv6, a bug)"),
     Kw("max_hops", SInt(-1, 255, _BFD + "max_hops value {word} not valid (must be in range "
                                         "[-1-255]), ignoring"), default=0),
     Kw("multihop", Bool(_BFD + "multihop setting not valid - {word}"), default=False,
@@ -342,8 +342,12 @@ NOT_ACTED = {
     "HTTP_GET": {"sni_name"},
 }
 
+# The BFD process runs the sessions (agent/bfd/spec.py); who consumes a session's
+# state is VRRP's track_bfd and the checker's BFD_CHECK, not acted on yet.
+BFD_NOT_ACTED = {"bfd_instance": {"weight", "vrrp", "checker"}}
+
 LVS_ROOT_KEYWORDS: tuple[Kw, ...] = (
-    Kw("bfd_instance", block=BFD_INSTANCE, repeat=True),
+    Kw("bfd_instance", block=BFD_INSTANCE.acting_all(BFD_NOT_ACTED), repeat=True, acted=True),
     Kw("SSL", block=SSL.acting_all(), acted=True),
     Kw("virtual_server_group", block=VIRTUAL_SERVER_GROUP, repeat=True),
     Kw("virtual_server", block=VIRTUAL_SERVER.acting_all(NOT_ACTED), repeat=True, acted=True),

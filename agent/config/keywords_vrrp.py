@@ -65,18 +65,19 @@ def _ibool(kw: str) -> Bool:
     return Bool(f"({{name}}) invalid {kw} {{word}} specified")
 
 
-def _process_keywords(process: str) -> tuple[Kw, ...]:
-    """vrrp_/checker_/bfd_ scheduling keywords."""
+def _process_keywords(process: str, *, acted: bool = False) -> tuple[Kw, ...]:
+    """vrrp_/checker_/bfd_ scheduling keywords; ``acted``: the process applies them
+    (the BFD process does: agent/bfd/realtime.py)."""
     return (
         Kw(f"{process}_priority",
            SInt(-20, 19, error=f"Invalid {process} process priority specified",
-                missing=f"No {process} process priority specified"), default=0),
-        Kw(f"{process}_no_swap"),
-        Kw(f"{process}_rt_priority", RtPriority(process)),
-        Kw(f"{process}_cpu_affinity", CpuList(process)),
+                missing=f"No {process} process priority specified"), default=0, acted=acted),
+        Kw(f"{process}_no_swap", acted=acted),
+        Kw(f"{process}_rt_priority", RtPriority(process), acted=acted),
+        Kw(f"{process}_cpu_affinity", CpuList(process), acted=acted),
         Kw(f"{process}_rlimit_rttime",
            UInt(1, UINT_MAX, error=f"Invalid {process} real-time limit - {{word}}"),
-           default=10000, aliases=(f"{process}_rlimit_rtime",)),
+           default=10000, aliases=(f"{process}_rlimit_rtime",), acted=acted),
     )
 
 
@@ -150,7 +151,7 @@ GLOBAL_DEFS = BlockSpec("global_defs", (
             missing="min_auto_priority_delay requires delay time")),
     *_process_keywords("vrrp"),
     *_process_keywords("checker"),
-    *_process_keywords("bfd"),
+    *_process_keywords("bfd", acted=True),
     # interfaces
     Kw("dynamic_interfaces",
        Enum(("allow_if_changes",), error="Unknown dynamic_interfaces option '{word}'",

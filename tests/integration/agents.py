@@ -73,7 +73,8 @@ class Router:
     def private_files(self) -> list[str]:
         """Pid files, control socket and maintenance file of our own: agents in a lab never meet."""
         return ["-p", str(self.dir / "agent.pid"), "-r", str(self.dir / "vrrp.pid"),
-                "-c", str(self.dir / "checkers.pid"), "--control-socket", str(self.control),
+                "-c", str(self.dir / "checkers.pid"), "-b", str(self.dir / "bfd.pid"),
+                "--control-socket", str(self.control),
                 "--maintenance-file", str(self.dir / "maintenance.json")]
 
     @property

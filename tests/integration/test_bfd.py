@@ -62,11 +62,8 @@ def bfd_config(me: Host, peer: Host, extra6: str = "") -> str:
 
 
 class Agent(Router):
-    """Our agent on a lab host, with a pid file of its own for the BFD child too."""
-
-    def __init__(self, host: Host, config: str) -> None:
-        super().__init__(host, config)
-        self.extra_args = ["-b", str(self.dir / "bfd.pid")]
+    """Our agent on a lab host (Router gives every child, BFD's too, a pid file of its
+    own)."""
 
     def bfd(self) -> dict[str, Any]:
         answer = query(str(self.control), {"request": "status"}, timeout=10)
