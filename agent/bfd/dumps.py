@@ -18,12 +18,11 @@ puts ``.NS_INSTANCE`` in the names, as the VRRP and checker files do.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ..core.paths import AgentKey
+from ..core.paths import AgentKey, dump_file
 
 Snapshot = dict[str, Any]
 
@@ -40,9 +39,7 @@ _DIAG_TEXT = {"none": "No Diagnostic",
 
 def dump_path(kind: str, key: AgentKey = AgentKey(),  # noqa: B008
               environ: dict[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    tag = f".{key.tag}" if key.tag else ""
-    return Path(env.get("TMPDIR") or "/tmp") / f"keepalived_bfd{tag}.{kind}"
+    return dump_file("keepalived_bfd", kind, key, environ)
 
 
 def _yes(value: Any) -> str:

@@ -21,14 +21,12 @@ docs/lb-differences.md, ``check-data-dump``.
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..core.global_dump import global_lines, yes_no
-from ..core.paths import AgentKey
+from ..core.global_dump import english_time, global_lines, yes_no
+from ..core.paths import AgentKey, dump_file
 
 Snapshot = dict[str, Any]
 METHOD_NAMES = {"Masq": "NAT", "Route": "DR", "Tunnel": "TUN"}
@@ -43,9 +41,7 @@ FIFO_TITLES = {"": "Global", "vrrp_": "VRRP", "lvs_": "LVS"}
 
 def dump_path(kind: str, key: AgentKey = AgentKey(),  # noqa: B008
               environ: dict[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    tag = f".{key.tag}" if key.tag else ""
-    return Path(env.get("TMPDIR") or "/tmp") / f"keepalived_check{tag}.{kind}"
+    return dump_file("keepalived_check", kind, key, environ)
 
 
 def data_dump(snap: Snapshot) -> str:
@@ -400,17 +396,10 @@ def _misc_lines(misc: Snapshot) -> list[str]:
     return out
 
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
 def _ctime_usec(t: float) -> str:
     """check_misc.c: ``sec.usec (ctime.usec)``, ctime in local time, English names."""
-    sec, usec = divmod(round(t * 1_000_000), 1_000_000)
-    lt = time.localtime(sec)
-    day = (f"{_DAYS[lt.tm_wday]} {_MONTHS[lt.tm_mon - 1]} {lt.tm_mday:2d} "
-           f"{lt.tm_hour:02d}:{lt.tm_min:02d}:{lt.tm_sec:02d} {lt.tm_year}")
-    return f"{sec}.{usec:06d} ({day}.{usec:06d})"
+    sec, usec, day, year = english_time(t)
+    return f"{sec}.{usec:06d} ({day} {year}.{usec:06d})"
 
 
 def _track_file_lines(track: Snapshot) -> list[str]:

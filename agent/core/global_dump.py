@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -149,6 +150,21 @@ def process_umask() -> int:
     old = os.umask(0o022)           # no /proc: the only other way is set-and-restore
     os.umask(old)
     return old
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def english_time(t: float) -> tuple[int, int, str, int]:
+    """(seconds, microseconds, "Sat Nov 21 08:47:08", year) of ``t`` in local time, with
+    asctime's English names and space-padded day whatever the locale, as keepalived's
+    dumps print times."""
+    sec, usec = divmod(round(t * 1_000_000), 1_000_000)
+    lt = time.localtime(sec)
+    day = (f"{_DAYS[lt.tm_wday]} {_MONTHS[lt.tm_mon - 1]} {lt.tm_mday:2d} "
+           f"{lt.tm_hour:02d}:{lt.tm_min:02d}:{lt.tm_sec:02d}")
+    return sec, usec, day, lt.tm_year
 
 
 # -- the section --------------------------------------------------------------------

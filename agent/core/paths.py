@@ -202,6 +202,16 @@ def write_pid_file(path: str | os.PathLike[str]) -> None:
         raise PathsError(f"cannot write {path}: {err.strerror or err}") from None
 
 
+def dump_file(stem: str, kind: str, key: AgentKey = AgentKey(),  # noqa: B008
+              environ: dict[str, str] | None = None) -> Path:
+    """Where a child writes a dump, as keepalived names it: ``$TMPDIR/STEM.KIND`` (else
+    /tmp), with ``.NS_INSTANCE`` after the stem for an agent known by a namespace or an
+    instance, so that several agents on a host never overwrite each other's."""
+    env = os.environ if environ is None else environ
+    tag = f".{key.tag}" if key.tag else ""
+    return Path(env.get("TMPDIR") or "/tmp") / f"{stem}{tag}.{kind}"
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
 

@@ -33,13 +33,12 @@ files' names only).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..config.model import Node
-from ..core.global_dump import global_lines, true_false, yes_no
+from ..core.global_dump import english_time, global_lines, true_false, yes_no
 from ..core.paths import AgentKey
 from .snapshot import global_snapshot
 
@@ -105,18 +104,10 @@ def _text(lines: Iterable[str]) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
 def _epoch_text(t: float) -> str:
     """keepalived's "sec.usec (Sat Nov 21 08:47:08.893499 2026)", in local time."""
-    sec, usec = divmod(round(t * 1_000_000), 1_000_000)
-    lt = time.localtime(sec)
-    # asctime's English names and space-padded day, whatever the locale
-    day = (f"{_DAYS[lt.tm_wday]} {_MONTHS[lt.tm_mon - 1]} {lt.tm_mday:2d} "
-           f"{lt.tm_hour:02d}:{lt.tm_min:02d}:{lt.tm_sec:02d}")
-    return f"{sec}.{usec:06d} ({day}.{usec:06d} {lt.tm_year})"
+    sec, usec, day, year = english_time(t)
+    return f"{sec}.{usec:06d} ({day}.{usec:06d} {year})"
 
 
 def instance_lines(inst: dict[str, Any], sockets: list[dict[str, Any]]) -> list[str]:
